@@ -1,0 +1,49 @@
+/* buf.c — reference-counted byte buffers (see buf.h). */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+wshub_buf_t *wshub_buf_new(size_t cap) {
+  wshub_buf_t *b = malloc(sizeof(*b) + cap);
+  if (b == NULL)
+    return NULL;
+  b->refs = 1;
+  b->len = 0;
+  b->cap = cap;
+  return b;
+}
+
+wshub_buf_t *wshub_buf_copy(const void *p, size_t len) {
+  wshub_buf_t *b = wshub_buf_new(len);
+  if (b == NULL)
+    return NULL;
+  if (len > 0)
+    memcpy(b->data, p, len);
+  b->len = len;
+  return b;
+}
+
+wshub_buf_t *wshub_buf_printf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return NULL;
+  wshub_buf_t *b = wshub_buf_new((size_t)n + 1);
+  if (b == NULL)
+    return NULL;
+  va_start(ap, fmt);
+  vsnprintf(b->data, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len = (size_t)n;
+  return b;
+}
+
+void wshub_buf_unref(wshub_buf_t *b) {
+  if (b != NULL && --b->refs == 0)
+    free(b);
+}

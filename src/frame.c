@@ -1,0 +1,49 @@
+/* frame.c — building unmasked server frames once (see frame.h). */
+#include "frame.h"
+
+#include <string.h>
+
+size_t wshub_frame_header(uint8_t *out, uint8_t opcode, uint64_t len) {
+  out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (len < 126) {
+    out[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len <= 0xffff) {
+    out[1] = 126;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    return 4;
+  }
+  out[1] = 127;
+  for (int i = 0; i < 8; i++)
+    out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+  return 10;
+}
+
+wshub_buf_t *wshub_frame_build(uint8_t opcode, const void *payload,
+                               size_t len) {
+  wshub_buf_t *b = wshub_buf_new(len + 10);
+  if (b == NULL)
+    return NULL;
+  size_t h = wshub_frame_header((uint8_t *)b->data, opcode, len);
+  if (len > 0)
+    memcpy(b->data + h, payload, len);
+  b->len = h + len;
+  return b;
+}
+
+wshub_buf_t *wshub_frame_close(uint16_t code, const char *reason) {
+  uint8_t p[125];
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 123) {
+    rl = 123;
+    while (rl > 0 && ((uint8_t)reason[rl] & 0xc0) == 0x80)
+      rl--; /* do not cut a character in half */
+  }
+  p[0] = (uint8_t)(code >> 8);
+  p[1] = (uint8_t)code;
+  if (rl > 0)
+    memcpy(p + 2, reason, rl);
+  return wshub_frame_build(WSHUB_OP_CLOSE, p, 2 + rl);
+}

@@ -1,0 +1,272 @@
+/* server.c — listeners, accepting, the connection list, the per-turn flush
+ * that corks writes, logging, and graceful shutdown (see server.h). */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+void wshub_config_init(wshub_config_t *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->log_level = WSHUB_LOG_WARN;
+  cfg->max_header_bytes = 16384;
+  cfg->max_headers = 100;
+  cfg->max_body = 1024 * 1024;
+  cfg->header_timeout_ms = 10000;
+  cfg->keepalive_timeout_ms = 15000;
+  cfg->max_message = 1024 * 1024;
+  cfg->ping_interval_ms = 30000;
+  cfg->close_timeout_ms = 5000;
+  cfg->max_backlog = 8 * 1024 * 1024;
+  cfg->shutdown_timeout_ms = 10000;
+}
+
+const char *wshub_strerror(int err) {
+  return uv_strerror(err);
+}
+
+void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
+               ...) {
+  if (level > s->cfg.log_level)
+    return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (s->cfg.log_cb != NULL) {
+    s->cfg.log_cb(s->cfg.log_user, level, msg);
+    return;
+  }
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  time_t secs = (time_t)tv.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char ts[32];
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03dZ %s %s\n", ts, (int)(tv.tv_usec / 1000),
+          names[level], msg);
+}
+
+const char *wshub_server_date(wshub_server_t *s) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  if ((uint64_t)tv.tv_sec != s->date_sec || s->date[0] == '\0') {
+    time_t secs = (time_t)tv.tv_sec;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    s->date_sec = (uint64_t)tv.tv_sec;
+  }
+  return s->date;
+}
+
+static void server_on_flush(uv_prepare_t *p) {
+  wshub_server_t *s = p->data;
+  while (s->dirty != NULL) {
+    wshub_conn_t *c = s->dirty;
+    s->dirty = c->dirty_next;
+    c->dirty_next = NULL;
+    c->dirty = 0;
+    wshub_conn_flush(c);
+    wshub_conn_release(c);
+  }
+}
+
+void wshub_server_mark_dirty(wshub_server_t *s, wshub_conn_t *c) {
+  if (c->dirty)
+    return;
+  c->dirty = 1;
+  wshub_conn_hold(c);
+  c->dirty_next = s->dirty;
+  s->dirty = c;
+}
+
+static void server_maybe_done(wshub_server_t *s);
+
+void wshub_server_conn_added(wshub_server_t *s, wshub_conn_t *c) {
+  c->prev = NULL;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+}
+
+void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->nconns--;
+  if (s->closing)
+    server_maybe_done(s);
+}
+
+size_t wshub_server_connections(const wshub_server_t *s) {
+  return s->nconns;
+}
+
+int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
+                     wshub_server_t **out) {
+  wshub_server_t *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return UV_ENOMEM;
+  s->loop = loop;
+  s->cfg = *cfg;
+  if (cfg->public_dir != NULL) {
+    if (realpath(cfg->public_dir, s->root) == NULL) {
+      int err = -errno;
+      free(s);
+      return err;
+    }
+    s->root_len = strlen(s->root);
+  }
+  uv_prepare_init(loop, &s->flush);
+  s->flush.data = s;
+  uv_prepare_start(&s->flush, server_on_flush);
+  uv_unref((uv_handle_t *)&s->flush);
+  uv_timer_init(loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  uv_unref((uv_handle_t *)&s->shutdown_timer);
+  s->open_handles = 2;
+  *out = s;
+  return 0;
+}
+
+static void server_on_connection(uv_stream_t *listener, int status) {
+  wshub_server_t *s = listener->data;
+  if (status != 0) {
+    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(status));
+    return;
+  }
+  wshub_conn_t *c;
+  int r = wshub_conn_accept(s, listener, &c);
+  if (r != 0) {
+    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(r));
+    return;
+  }
+  wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
+  r = wshub_http_attach(c);
+  if (r != 0)
+    wshub_conn_close(c);
+}
+
+static void server_on_listener_closed(uv_handle_t *h);
+
+int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
+  if (s->nlisteners >= WSHUB_MAX_LISTENERS || s->closing)
+    return UV_EINVAL;
+  if (port < 0 || port > 65535)
+    return UV_EINVAL;
+  struct sockaddr_storage addr;
+  const char *h = host;
+  if (h == NULL || strcmp(h, "localhost") == 0)
+    h = "127.0.0.1";
+  if (uv_ip6_addr(h, port, (struct sockaddr_in6 *)&addr) != 0 &&
+      uv_ip4_addr(h, port, (struct sockaddr_in *)&addr) != 0)
+    return UV_EINVAL;
+  uv_tcp_t *l = &s->listeners[s->nlisteners];
+  int r = uv_tcp_init(s->loop, l);
+  if (r != 0)
+    return r;
+  l->data = s;
+  r = uv_tcp_bind(l, (const struct sockaddr *)&addr, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)l, backlog > 0 ? backlog : 511,
+                  server_on_connection);
+  if (r != 0) {
+    s->open_handles++;
+    uv_close((uv_handle_t *)l, server_on_listener_closed);
+    return r;
+  }
+  if (s->nlisteners == 0) {
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len);
+    s->port = ntohs(bound.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                        : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  s->nlisteners++;
+  s->open_handles++;
+  return 0;
+}
+
+int wshub_server_port(const wshub_server_t *s) {
+  return s->port;
+}
+
+static void server_free_if_done(wshub_server_t *s) {
+  if (s->open_handles > 0)
+    return;
+  wshub_close_cb cb = s->close_cb;
+  if (cb)
+    cb(s);
+  free(s);
+}
+
+static void server_on_listener_closed(uv_handle_t *h) {
+  wshub_server_t *s = h->data;
+  s->open_handles--;
+  if (s->closing)
+    server_free_if_done(s);
+}
+
+static void server_on_handle_closed(uv_handle_t *h) {
+  wshub_server_t *s = h->data;
+  s->open_handles--;
+  server_free_if_done(s);
+}
+
+/* When the last connection is gone, close the server's own handles. The
+ * connections' handles may still be closing; libuv runs their close
+ * callbacks before ours because they were closed first. */
+static void server_maybe_done(wshub_server_t *s) {
+  if (s->nconns > 0 || uv_is_closing((uv_handle_t *)&s->flush))
+    return;
+  /* Flush whatever the last connections queued before they went. */
+  server_on_flush(&s->flush);
+  uv_close((uv_handle_t *)&s->flush, server_on_handle_closed);
+  uv_close((uv_handle_t *)&s->shutdown_timer, server_on_handle_closed);
+}
+
+static void server_on_shutdown_timeout(uv_timer_t *t) {
+  wshub_server_t *s = t->data;
+  wshub_log(s, WSHUB_LOG_WARN, "shutdown timeout: cutting %zu connection(s)",
+            s->nconns);
+  while (s->conns != NULL)
+    wshub_conn_close(s->conns);
+}
+
+void wshub_close(wshub_server_t *s, wshub_close_cb close_cb) {
+  if (s->closing)
+    return;
+  s->closing = 1;
+  s->close_cb = close_cb;
+  for (int i = 0; i < s->nlisteners; i++)
+    uv_close((uv_handle_t *)&s->listeners[i], server_on_listener_closed);
+  /* Keep the loop alive until every connection has finished. */
+  uv_ref((uv_handle_t *)&s->shutdown_timer);
+  uv_timer_start(&s->shutdown_timer, server_on_shutdown_timeout,
+                 s->cfg.shutdown_timeout_ms, 0);
+  wshub_conn_t *c = s->conns;
+  while (c != NULL) {
+    wshub_conn_t *next = c->next;
+    if (c->proto && c->proto->on_shutdown)
+      c->proto->on_shutdown(c);
+    else
+      wshub_conn_close(c);
+    c = next;
+  }
+  server_maybe_done(s);
+}

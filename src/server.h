@@ -1,0 +1,58 @@
+/* server.h — the server object, internal view.
+ *
+ * wshub_server_t owns the listeners, every connection (a doubly linked
+ * list), the loop-wide read buffer, the flush (cork) handle, the resolved
+ * public root and the shutdown machinery. Modules reach shared state only
+ * through the server pointer each connection carries: no globals.
+ */
+#ifndef WSHUB_SERVER_H
+#define WSHUB_SERVER_H
+
+#include <limits.h>
+#include <stdarg.h>
+
+#include "conn.h"
+#include "wshub.h"
+
+#define WSHUB_MAX_LISTENERS 8
+#define WSHUB_READ_BUF (64 * 1024)
+
+struct wshub_server_s {
+  uv_loop_t *loop;
+  wshub_config_t cfg;
+
+  uv_tcp_t listeners[WSHUB_MAX_LISTENERS];
+  int nlisteners;
+  int port;
+
+  uv_prepare_t flush; /* corks: flushes dirty connections once a turn */
+  uv_timer_t shutdown_timer;
+  wshub_conn_t *conns; /* all open connections */
+  size_t nconns;
+  wshub_conn_t *dirty; /* connections with unflushed writes */
+
+  char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
+  size_t root_len;
+
+  char date[40]; /* cached IMF-fixdate for the Date header */
+  uint64_t date_sec;
+
+  int closing;
+  unsigned open_handles; /* server-level handles not yet closed */
+  wshub_close_cb close_cb;
+
+  char readbuf[WSHUB_READ_BUF];
+};
+
+void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
+               ...) __attribute__((format(printf, 3, 4)));
+
+/* Bookkeeping called by conn.c. */
+void wshub_server_conn_added(wshub_server_t *s, wshub_conn_t *c);
+void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c);
+void wshub_server_mark_dirty(wshub_server_t *s, wshub_conn_t *c);
+
+/* The current Date header value (cached per second). */
+const char *wshub_server_date(wshub_server_t *s);
+
+#endif

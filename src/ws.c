@@ -1,0 +1,266 @@
+/* ws.c — WebSocket sessions on wslay (see ws.h).
+ *
+ * The whole glue is one pump, ws_proceed(): feed wslay what was read, let
+ * it emit what it queued, then decide whether the session is over. Data
+ * frames we send bypass wslay's queue (they are prebuilt by frame.c and
+ * shared), which keeps order because wslay's send callback copies every
+ * byte it produces straight into the same connection queue.
+ */
+#include "ws.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+#include "frame.h"
+#include "server.h"
+
+struct wshub_ws_s {
+  wslay_event_context_ptr ctx;
+  wshub_conn_t *conn;
+  const uint8_t *in; /* input being fed to wslay, borrowed */
+  size_t in_len;
+  uint64_t last_rx;      /* uv_now() of the last byte received */
+  uint8_t pinged;        /* a keep-alive ping is unanswered */
+  uint8_t closing;       /* we queued a close frame ourselves */
+  uint8_t failed;        /* our send callback failed */
+};
+
+int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
+                          size_t len) {
+  if (s->cfg.ws_npaths == 0)
+    return 1;
+  size_t plen = 0;
+  while (plen < len && target[plen] != '?' && target[plen] != '#')
+    plen++;
+  for (size_t i = 0; i < s->cfg.ws_npaths; i++) {
+    const char *p = s->cfg.ws_paths[i];
+    if (strlen(p) == plen && memcmp(p, target, plen) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
+                          size_t len, int flags, void *user) {
+  (void)flags;
+  wshub_ws_t *ws = user;
+  if (ws->in_len == 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = len < ws->in_len ? len : ws->in_len;
+  memcpy(buf, ws->in, n);
+  ws->in += n;
+  ws->in_len -= n;
+  return (ssize_t)n;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
+                          size_t len, int flags, void *user) {
+  (void)flags;
+  wshub_ws_t *ws = user;
+  if (wshub_conn_send_copy(ws->conn, data, len) != 0) {
+    ws->failed = 1;
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  return (ssize_t)len;
+}
+
+static int ws_can_send(const wshub_ws_t *ws) {
+  return !ws->closing && !ws->failed &&
+         wslay_event_get_read_enabled(ws->ctx) &&
+         wshub_conn_is_open(ws->conn);
+}
+
+int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
+  if (!ws_can_send(ws))
+    return UV_ECANCELED;
+  return wshub_conn_send_buf(ws->conn, frame);
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx,
+                      const struct wslay_event_on_msg_recv_arg *m,
+                      void *user) {
+  wshub_ws_t *ws = user;
+  if (m->opcode == WSLAY_PONG) {
+    ws->pinged = 0;
+    return;
+  }
+  if (m->opcode == WSLAY_PING) {
+    /* Emit the pong wslay just queued now: if a close follows in the same
+     * input, wslay would drop a control frame still waiting behind it. */
+    if (wslay_event_send(ctx) != 0)
+      ws->failed = 1;
+    return;
+  }
+  if (m->opcode != WSLAY_TEXT_FRAME && m->opcode != WSLAY_BINARY_FRAME)
+    return;
+  if (!ws_can_send(ws))
+    return;
+  wshub_server_t *s = ws->conn->server;
+  if (s->cfg.echo) {
+    wshub_buf_t *f = wshub_frame_build(m->opcode, m->msg, m->msg_length);
+    if (f == NULL || wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
+      wshub_ws_close(ws, 1008, "outbound backlog exceeded");
+    wshub_buf_unref(f);
+  }
+}
+
+/* Fails the connection with our own close frame, bypassing wslay, whose
+ * framing layer answers malformed headers with an empty close. */
+static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
+  wshub_buf_t *f = wshub_frame_close(code, reason);
+  if (f != NULL)
+    wshub_conn_send_buf(ws->conn, f);
+  wshub_buf_unref(f);
+  wshub_log(ws->conn->server, WSHUB_LOG_INFO, "%s: websocket failed: %u %s",
+            ws->conn->peer, code, reason);
+  wshub_conn_end(ws->conn);
+}
+
+/* The pump: feed input to wslay, emit what it queued, settle the state. */
+static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
+  wshub_conn_t *c = ws->conn;
+  ws->in = data;
+  ws->in_len = len;
+  if (len > 0 && wslay_event_want_read(ws->ctx)) {
+    int r = wslay_event_recv(ws->ctx);
+    if (r == WSLAY_ERR_CALLBACK_FAILURE && !ws->failed) {
+      ws_fail(ws, 1002, "protocol error");
+      return;
+    }
+    if (r != 0) {
+      wshub_conn_close(c);
+      return;
+    }
+  }
+  ws->in = NULL;
+  ws->in_len = 0;
+  if (!wshub_conn_is_open(c))
+    return;
+  if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+    wshub_conn_close(c);
+    return;
+  }
+  if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
+    /* Close frames exchanged, or we failed the connection: the server
+     * closes the TCP connection first (RFC 6455 §7.1.1). */
+    wshub_conn_end(c);
+    return;
+  }
+  if (wslay_event_get_close_sent(ws->ctx))
+    wshub_conn_timer(c, c->server->cfg.close_timeout_ms);
+}
+
+void wshub_ws_close(wshub_ws_t *ws, uint16_t code, const char *reason) {
+  if (ws->closing || !wshub_conn_is_open(ws->conn))
+    return;
+  ws->closing = 1;
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 123)
+    rl = 123;
+  wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
+  ws_proceed(ws, NULL, 0);
+}
+
+static void ws_on_read(wshub_conn_t *c, const char *data, size_t len) {
+  wshub_ws_t *ws = c->proto_data;
+  ws->last_rx = uv_now(c->server->loop);
+  ws->pinged = 0;
+  ws_proceed(ws, (const uint8_t *)data, len);
+}
+
+static void ws_on_eof(wshub_conn_t *c, int err) {
+  (void)err;
+  wshub_conn_close(c); /* the peer is gone: nothing more can be said */
+}
+
+static void ws_arm_ping(wshub_ws_t *ws, uint64_t ms) {
+  if (ms > 0)
+    wshub_conn_timer(ws->conn, ms);
+}
+
+static void ws_on_timer(wshub_conn_t *c) {
+  wshub_ws_t *ws = c->proto_data;
+  wshub_server_t *s = c->server;
+  if (ws->closing || wslay_event_get_close_sent(ws->ctx)) {
+    wshub_log(s, WSHUB_LOG_INFO, "%s: close handshake timed out", c->peer);
+    wshub_conn_close(c);
+    return;
+  }
+  uint64_t interval = s->cfg.ping_interval_ms;
+  if (interval == 0)
+    return;
+  if (ws->pinged) {
+    wshub_log(s, WSHUB_LOG_INFO, "%s: no pong, dropping", c->peer);
+    wshub_conn_close(c);
+    return;
+  }
+  uint64_t idle = uv_now(s->loop) - ws->last_rx;
+  if (idle < interval) {
+    ws_arm_ping(ws, interval - idle);
+    return;
+  }
+  struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"wshub", 5};
+  if (wslay_event_queue_msg(ws->ctx, &ping) == 0)
+    ws->pinged = 1;
+  ws_proceed(ws, NULL, 0);
+  if (wshub_conn_is_open(c))
+    ws_arm_ping(ws, interval);
+}
+
+static void ws_on_shutdown(wshub_conn_t *c) {
+  wshub_ws_close(c->proto_data, 1001, "server shutting down");
+}
+
+static void ws_on_free(wshub_conn_t *c) {
+  wshub_ws_t *ws = c->proto_data;
+  wslay_event_context_free(ws->ctx);
+  free(ws);
+}
+
+static const wshub_proto_t ws_proto = {
+    .on_read = ws_on_read,
+    .on_eof = ws_on_eof,
+    .on_timer = ws_on_timer,
+    .on_shutdown = ws_on_shutdown,
+    .on_free = ws_on_free,
+};
+
+int wshub_ws_attach(wshub_conn_t *c, const wshub_request_t *req,
+                    const char *protocol, const char *rest,
+                    size_t rest_len) {
+  (void)req;
+  (void)protocol;
+  wshub_ws_t *ws = calloc(1, sizeof(*ws));
+  if (ws == NULL)
+    return UV_ENOMEM;
+  static const struct wslay_event_callbacks callbacks = {
+      .recv_callback = ws_recv_cb,
+      .send_callback = ws_send_cb,
+      .on_msg_recv_callback = ws_on_msg,
+  };
+  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+    free(ws);
+    return UV_ENOMEM;
+  }
+  wshub_server_t *s = c->server;
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, s->cfg.max_message);
+  ws->conn = c;
+  ws->last_rx = uv_now(s->loop);
+  c->proto = &ws_proto;
+  c->proto_data = ws;
+  wshub_conn_timer(c, 0);
+  ws_arm_ping(ws, s->cfg.ping_interval_ms);
+  if (s->closing) {
+    wshub_ws_close(ws, 1001, "server shutting down");
+    return 0;
+  }
+  if (rest_len > 0)
+    ws_proceed(ws, (const uint8_t *)rest, rest_len);
+  if (wshub_conn_is_open(c))
+    wshub_conn_read_start(c);
+  return 0;
+}
