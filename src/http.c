@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "handshake.h"
 #include "server.h"
@@ -198,6 +199,16 @@ static int http_on_headers_complete(llhttp_t *p) {
   r->nheaders = h->nhdrs;
   r->upgrade = llhttp_get_upgrade(p);
   h->is_head = r->method == HTTP_HEAD;
+  if (r->http_major != 1)
+    return http_refuse(h, 400, "HTTP/1.0 or HTTP/1.1 request line required");
+  /* RFC 9112 §3.2: exactly one Host in HTTP/1.1 (at most one in 1.0). */
+  size_t hosts = 0;
+  for (size_t i = 0; i < h->nhdrs; i++)
+    if (view[i].name_len == 4 && strncasecmp(view[i].name, "host", 4) == 0)
+      hosts++;
+  if (hosts > 1 || (hosts == 0 && r->http_minor >= 1))
+    return http_refuse(h, 400, hosts ? "more than one Host header"
+                                     : "missing Host header");
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->cfg.max_body)
     return http_refuse(h, 413, "request body too large");
   h->phase = PHASE_BODY;

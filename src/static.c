@@ -81,6 +81,8 @@ int wshub_static_resolve(const char *target, size_t len, char *out,
       i += 2;
       if (ch == 0 || ch == '/' || ch == '\\')
         return UV_ENOENT;
+    } else if (ch == 0) {
+      return UV_ENOENT;
     } else if (ch == '/') {
       int r = static_end_segment(out, seg, &o);
       if (r < 0)
@@ -170,6 +172,7 @@ struct wshub_static_resp_s {
   uint64_t off, end;
   wshub_buf_t *chunk;
   uint8_t reading;
+  uint8_t want_body; /* GET: the work item may read a small file */
 };
 
 /* Off the loop: resolve symlinks, confine to the root, open, stat. */
@@ -219,6 +222,15 @@ static void static_work(uv_work_t *w) {
     }
     r->fd = fd;
     memcpy(r->path, real, strlen(real) + 1);
+    /* Small files: read them here too, saving a second trip through the
+     * threadpool. */
+    if (r->want_body && r->st.st_size > 0 && r->st.st_size <= STATIC_CHUNK) {
+      r->chunk = wshub_buf_new((size_t)r->st.st_size);
+      if (r->chunk != NULL) {
+        ssize_t n = pread(fd, r->chunk->data, r->chunk->cap, 0);
+        r->chunk->len = n > 0 ? (size_t)n : 0;
+      }
+    }
     return;
   }
 }
@@ -229,6 +241,13 @@ static void static_free(wshub_static_resp_t *r) {
   wshub_buf_unref(r->chunk);
   wshub_conn_release(r->conn);
   free(r);
+}
+
+/* The response cannot be completed as promised: drop the connection. */
+static void static_abort(wshub_static_resp_t *r) {
+  wshub_conn_t *c = r->conn;
+  static_free(r);
+  wshub_conn_close(c);
 }
 
 static void static_done(wshub_static_resp_t *r) {
@@ -253,9 +272,7 @@ static void static_on_read(uv_fs_t *req) {
      * kept, so the connection must not be reused. */
     wshub_log(r->conn->server, WSHUB_LOG_WARN, "read %s: %s", r->path,
               n < 0 ? uv_strerror((int)n) : "unexpected end of file");
-    wshub_conn_t *c = r->conn;
-    static_free(r);
-    wshub_conn_close(c);
+    static_abort(r);
     return;
   }
   r->chunk->len = (size_t)n;
@@ -264,9 +281,7 @@ static void static_on_read(uv_fs_t *req) {
   wshub_buf_unref(r->chunk);
   r->chunk = NULL;
   if (err != 0) {
-    wshub_conn_t *c = r->conn;
-    static_free(r);
-    wshub_conn_close(c);
+    static_abort(r);
     return;
   }
   if (r->off >= r->end) {
@@ -284,9 +299,7 @@ static void static_read_next(wshub_static_resp_t *r) {
   size_t n = left < STATIC_CHUNK ? (size_t)left : STATIC_CHUNK;
   r->chunk = wshub_buf_new(n);
   if (r->chunk == NULL) {
-    wshub_conn_t *c = r->conn;
-    static_free(r);
-    wshub_conn_close(c);
+    static_abort(r);
     return;
   }
   uv_buf_t b = uv_buf_init(r->chunk->data, (unsigned)n);
@@ -296,9 +309,7 @@ static void static_read_next(wshub_static_resp_t *r) {
                        (int64_t)r->off, static_on_read);
   if (err != 0) {
     r->reading = 0;
-    wshub_conn_t *c = r->conn;
-    static_free(r);
-    wshub_conn_close(c);
+    static_abort(r);
   }
 }
 
@@ -410,6 +421,21 @@ static void static_after_work(uv_work_t *w, int status) {
     return;
   }
   r->off = 0;
+  if (r->chunk != NULL) {
+    if (r->chunk->len != r->end) {
+      /* Changed between fstat and read: don't send a wrong length. */
+      static_abort(r);
+      return;
+    }
+    r->off = r->end;
+    int err = wshub_conn_send_buf(r->conn, r->chunk);
+    if (err != 0) {
+      static_abort(r);
+      return;
+    }
+    static_done(r);
+    return;
+  }
   static_read_next(r);
 }
 
@@ -442,6 +468,7 @@ void wshub_static_serve(wshub_http_t *h, const wshub_request_t *req,
   }
   r->http = h;
   r->req = req;
+  r->want_body = req->method == 1 /* GET */;
   r->conn = c;
   r->fd = -1;
   /* resolve() was given room for the root, a slash and the NUL. */
