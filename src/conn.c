@@ -234,6 +234,10 @@ static void conn_on_write(uv_write_t *req, int status) {
 }
 
 void wshub_conn_flush(wshub_conn_t *c) {
+  if (c->close_later) {
+    wshub_conn_close(c);
+    return;
+  }
   if (c->state == WSHUB_CONN_CLOSING || c->wq_writing > 0)
     return;
   size_t n = c->wq_tail - c->wq_head;
@@ -286,6 +290,27 @@ void wshub_conn_close(wshub_conn_t *c) {
   wshub_server_conn_removed(c->server, c);
   uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+}
+
+void wshub_conn_close_later(wshub_conn_t *c) {
+  if (c->state != WSHUB_CONN_OPEN)
+    return;
+  c->state = WSHUB_CONN_ENDING; /* no more sends */
+  c->close_later = 1;
+  wshub_conn_read_stop(c);
+  wshub_server_mark_dirty(c->server, c);
+}
+
+size_t wshub_conn_mark(const wshub_conn_t *c) {
+  return c->wq_tail;
+}
+
+void wshub_conn_truncate(wshub_conn_t *c, size_t mark) {
+  while (c->wq_tail > mark && c->wq_tail > c->wq_head + c->wq_writing) {
+    wshub_wentry_t *e = &c->wq[--c->wq_tail];
+    c->queued -= e->len;
+    wshub_buf_unref(e->buf);
+  }
 }
 
 void wshub_conn_hold(wshub_conn_t *c) {

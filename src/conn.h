@@ -77,6 +77,7 @@ struct wshub_conn_s {
   uint8_t dirty;
   uint8_t reading;
   uint8_t lingering;
+  uint8_t close_later;
   char peer[56]; /* "ip:port", for logs */
 };
 
@@ -104,6 +105,15 @@ void wshub_conn_flush(wshub_conn_t *c);
 void wshub_conn_end(wshub_conn_t *c);
 /* Closes now; queued bytes are dropped. Idempotent. */
 void wshub_conn_close(wshub_conn_t *c);
+/* Closes at this loop turn's flush instead of now (safe while the caller
+ * walks lists the close would change). Sending stops at once. */
+void wshub_conn_close_later(wshub_conn_t *c);
+
+/* A position in the write queue, and dropping everything queued after it
+ * (before it was flushed): lets a response be replaced, e.g. a 101 that
+ * the application refuses. */
+size_t wshub_conn_mark(const wshub_conn_t *c);
+void wshub_conn_truncate(wshub_conn_t *c, size_t mark);
 
 void wshub_conn_read_start(wshub_conn_t *c);
 void wshub_conn_read_stop(wshub_conn_t *c);

@@ -198,6 +198,7 @@ static int http_on_headers_complete(llhttp_t *p) {
   r->headers = view;
   r->nheaders = h->nhdrs;
   r->upgrade = llhttp_get_upgrade(p);
+  r->remote = h->conn->peer;
   h->is_head = r->method == HTTP_HEAD;
   if (r->http_major != 1)
     return http_refuse(h, 400, "HTTP/1.0 or HTTP/1.1 request line required");
@@ -342,11 +343,32 @@ static int http_route(wshub_http_t *h) {
                      hs.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     return 0;
   }
+  wshub_ws_t *ws = wshub_ws_new(c);
+  if (ws == NULL) {
+    wshub_http_error(h, 503, "out of memory", 1, NULL);
+    return 0;
+  }
   char resp[512];
   size_t n = wshub_handshake_response(&hs, resp, sizeof(resp));
+  size_t mark = wshub_conn_mark(c);
   if (n == 0 || wshub_conn_send_copy(c, resp, n) != 0) {
+    wshub_ws_discard(ws);
     wshub_conn_close(c);
     return 1;
+  }
+  /* The application may refuse; what it sent during on_open follows the
+   * 101 in the queue, and none of it has left yet (writes are corked). */
+  int status = 0;
+  if (s->cfg.on_open != NULL)
+    status = s->cfg.on_open(wshub_ws_client(ws), r, s->cfg.user);
+  if (status != 0) {
+    wshub_conn_truncate(c, mark);
+    wshub_ws_discard(ws);
+    if (status < 400 || status > 599)
+      status = 403;
+    wshub_http_error(h, status, "upgrade refused by the application", 1,
+                     NULL);
+    return 0;
   }
   wshub_log(s, WSHUB_LOG_DEBUG, "%s \"GET %.*s\" 101", c->peer,
             (int)r->target_len, r->target);
@@ -355,10 +377,8 @@ static int http_route(wshub_http_t *h) {
   size_t rest_len = h->pending_len;
   h->pending = NULL;
   h->pending_len = h->pending_cap = 0;
-  int err = wshub_ws_attach(c, r, hs.protocol, rest, rest_len);
+  wshub_ws_start(ws, rest, rest_len);
   free(rest);
-  if (err != 0)
-    wshub_conn_close(c);
   return 1;
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "wshub.h"
 
 #ifndef WSHUB_SOURCE_PUBLIC
@@ -23,6 +24,7 @@
 
 typedef struct {
   wshub_config_t cfg;
+  wshub_chat_config_t chat_cfg;
   const char *host;
   int port;
   int backlog;
@@ -66,7 +68,12 @@ static void usage(FILE *f) {
 "  --close-timeout S        wait S for the peer's close frame (default 5)\n"
 "  --max-backlog N          outbound bytes queued per client before it is\n"
 "                           dropped as too slow (default 8M)\n"
-"  --echo                   echo every message back (conformance testing)\n"
+"  --echo                   echo every message back instead of chatting\n"
+"                           (for the Autobahn TestSuite)\n"
+"\n"
+"Chat:\n"
+"  --max-text N             longest message text in bytes (default 4000)\n"
+"  --history N              messages kept per room for resume (default 100)\n"
 "\n"
 "Process:\n"
 "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections to\n"
@@ -131,7 +138,7 @@ enum {
   OPT_MAX_HEADERS, OPT_MAX_BODY, OPT_HEADER_TIMEOUT, OPT_KEEPALIVE_TIMEOUT,
   OPT_WS_PATH, OPT_PROTOCOL, OPT_MAX_MESSAGE, OPT_PING_INTERVAL,
   OPT_CLOSE_TIMEOUT, OPT_MAX_BACKLOG, OPT_ECHO, OPT_SHUTDOWN_TIMEOUT,
-  OPT_LOG_LEVEL,
+  OPT_LOG_LEVEL, OPT_MAX_TEXT, OPT_HISTORY,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -155,6 +162,8 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"echo", no_argument, NULL, OPT_ECHO},
       {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+      {"max-text", required_argument, NULL, OPT_MAX_TEXT},
+      {"history", required_argument, NULL, OPT_HISTORY},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -247,6 +256,20 @@ static int parse_args(main_t *m, int argc, char **argv) {
     case OPT_ECHO:
       cfg->echo = 1;
       break;
+    case OPT_MAX_TEXT:
+    case OPT_HISTORY: {
+      size_t v;
+      if (parse_size(optarg, &v) != 0 || (v == 0 && ch == OPT_MAX_TEXT) ||
+          v > 1000000000)
+        return bad(name, optarg,
+                   ch == OPT_MAX_TEXT ? "expected a positive size"
+                                      : "expected a count");
+      if (ch == OPT_MAX_TEXT)
+        m->chat_cfg.max_text = v;
+      else
+        m->chat_cfg.history = v;
+      break;
+    }
     case OPT_LOG_LEVEL: {
       static const char *const levels[] = {"error", "warn", "info", "debug"};
       int found = -1;
@@ -306,6 +329,7 @@ int main(int argc, char **argv) {
   main_t m;
   memset(&m, 0, sizeof(m));
   wshub_config_init(&m.cfg);
+  wshub_chat_config_init(&m.chat_cfg);
   m.cfg.log_level = WSHUB_LOG_INFO;
   m.port = 3000;
   int rc = parse_args(&m, argc, argv);
@@ -314,8 +338,18 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   uv_loop_t *loop = uv_default_loop();
+  wshub_chat_t *chat = NULL;
+  if (!m.cfg.echo) {
+    chat = wshub_chat_new(&m.chat_cfg);
+    if (chat == NULL) {
+      fprintf(stderr, "wshub: out of memory\n");
+      return 1;
+    }
+    wshub_chat_install(chat, &m.cfg);
+  }
   int r = wshub_server_new(loop, &m.cfg, &m.server);
   if (r != 0) {
+    wshub_chat_free(chat);
     fprintf(stderr, "wshub: public directory '%s': %s\n", m.cfg.public_dir,
             wshub_strerror(r));
     return 1;
@@ -332,6 +366,7 @@ int main(int argc, char **argv) {
     wshub_close(m.server, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    wshub_chat_free(chat);
     return 1;
   }
   int port = wshub_server_port(m.server);
@@ -354,6 +389,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&m.sigint, NULL);
   uv_close((uv_handle_t *)&m.sigterm, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
+  wshub_chat_free(chat);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));

@@ -123,9 +123,11 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
     return UV_ENOMEM;
   s->loop = loop;
   s->cfg = *cfg;
+  wshub_hub_init(&s->hub);
   if (cfg->public_dir != NULL) {
     if (realpath(cfg->public_dir, s->root) == NULL) {
       int err = -errno;
+      wshub_hub_free(&s->hub);
       free(s);
       return err;
     }
@@ -212,6 +214,7 @@ static void server_free_if_done(wshub_server_t *s) {
   wshub_close_cb cb = s->close_cb;
   if (cb)
     cb(s);
+  wshub_hub_free(&s->hub);
   free(s);
 }
 

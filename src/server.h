@@ -12,6 +12,7 @@
 #include <stdarg.h>
 
 #include "conn.h"
+#include "hub.h"
 #include "wshub.h"
 
 #define WSHUB_MAX_LISTENERS 8
@@ -30,6 +31,7 @@ struct wshub_server_s {
   wshub_conn_t *conns; /* all open connections */
   size_t nconns;
   wshub_conn_t *dirty; /* connections with unflushed writes */
+  wshub_hub_t hub;     /* WebSocket clients and rooms */
 
   char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
   size_t root_len;

@@ -5,6 +5,10 @@
  * frames we send bypass wslay's queue (they are prebuilt by frame.c and
  * shared), which keeps order because wslay's send callback copies every
  * byte it produces straight into the same connection queue.
+ *
+ * Application callbacks run inside wslay_event_recv(); if one of them ends
+ * up closing the connection, the wslay context is freed only after
+ * wslay_event_recv() has returned (`in_recv` / `dead`).
  */
 #include "ws.h"
 
@@ -13,17 +17,24 @@
 #include <wslay/wslay.h>
 
 #include "frame.h"
+#include "hub.h"
 #include "server.h"
 
 struct wshub_ws_s {
   wslay_event_context_ptr ctx;
   wshub_conn_t *conn;
-  const uint8_t *in; /* input being fed to wslay, borrowed */
+  wshub_client_t *client; /* NULL once gone */
+  const uint8_t *in;      /* input being fed to wslay, borrowed */
   size_t in_len;
-  uint64_t last_rx;      /* uv_now() of the last byte received */
-  uint8_t pinged;        /* a keep-alive ping is unanswered */
-  uint8_t closing;       /* we queued a close frame ourselves */
-  uint8_t failed;        /* our send callback failed */
+  uint64_t last_rx; /* uv_now() of the last byte received */
+  uint16_t close_code; /* received from the peer, 0 if none */
+  uint8_t pinged;      /* a keep-alive ping is unanswered */
+  uint8_t closing;     /* we queued a close frame ourselves */
+  uint8_t failed;      /* our send callback failed */
+  uint8_t in_recv;     /* inside wslay_event_recv() */
+  uint8_t dead;        /* the connection closed during in_recv */
+  uint8_t bad_close;   /* the peer's close frame had a 1-byte payload */
+  char close_reason[124];
 };
 
 int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
@@ -69,7 +80,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 }
 
 static int ws_can_send(const wshub_ws_t *ws) {
-  return !ws->closing && !ws->failed &&
+  return !ws->dead && !ws->closing && !ws->failed &&
          wslay_event_get_read_enabled(ws->ctx) &&
          wshub_conn_is_open(ws->conn);
 }
@@ -80,32 +91,73 @@ int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
   return wshub_conn_send_buf(ws->conn, frame);
 }
 
+void wshub_ws_drop_slow(wshub_ws_t *ws) {
+  if (ws->dead || !wshub_conn_is_open(ws->conn))
+    return;
+  wshub_log(ws->conn->server, WSHUB_LOG_WARN,
+            "%s: slow consumer (%zu bytes queued), disconnecting",
+            ws->conn->peer, ws->conn->queued);
+  ws->failed = 1;
+  wshub_conn_close_later(ws->conn);
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx,
                       const struct wslay_event_on_msg_recv_arg *m,
                       void *user) {
   wshub_ws_t *ws = user;
-  if (m->opcode == WSLAY_PONG) {
+  switch (m->opcode) {
+  case WSLAY_PONG:
     ws->pinged = 0;
     return;
-  }
-  if (m->opcode == WSLAY_PING) {
+  case WSLAY_PING:
     /* Emit the pong wslay just queued now: if a close follows in the same
      * input, wslay would drop a control frame still waiting behind it. */
     if (wslay_event_send(ctx) != 0)
       ws->failed = 1;
     return;
-  }
-  if (m->opcode != WSLAY_TEXT_FRAME && m->opcode != WSLAY_BINARY_FRAME)
+  case WSLAY_CONNECTION_CLOSE:
+    ws->close_code = m->status_code ? m->status_code : 1005;
+    if (m->msg_length > 2) {
+      size_t n = m->msg_length - 2;
+      if (n >= sizeof(ws->close_reason))
+        n = sizeof(ws->close_reason) - 1;
+      memcpy(ws->close_reason, m->msg + 2, n);
+      ws->close_reason[n] = '\0';
+    }
     return;
+  case WSLAY_TEXT_FRAME:
+  case WSLAY_BINARY_FRAME:
+    break;
+  default:
+    return;
+  }
   if (!ws_can_send(ws))
     return;
   wshub_server_t *s = ws->conn->server;
   if (s->cfg.echo) {
     wshub_buf_t *f = wshub_frame_build(m->opcode, m->msg, m->msg_length);
-    if (f == NULL || wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
-      wshub_ws_close(ws, 1008, "outbound backlog exceeded");
+    if (f == NULL)
+      wshub_conn_close_later(ws->conn);
+    else if (wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
+      wshub_ws_drop_slow(ws);
     wshub_buf_unref(f);
+    return;
   }
+  if (s->cfg.on_message != NULL && ws->client != NULL)
+    s->cfg.on_message(ws->client, (const char *)m->msg, m->msg_length,
+                      m->opcode == WSLAY_BINARY_FRAME, s->cfg.user);
+}
+
+/* RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte code.
+ * wslay treats a 1-byte body like an empty one; remember it so the pump can
+ * answer 1002 instead. */
+static void ws_on_frame_start(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *f,
+                              void *user) {
+  (void)ctx;
+  wshub_ws_t *ws = user;
+  if (f->opcode == WSLAY_CONNECTION_CLOSE && f->payload_length == 1)
+    ws->bad_close = 1;
 }
 
 /* Fails the connection with our own close frame, bypassing wslay, whose
@@ -120,14 +172,27 @@ static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
   wshub_conn_end(ws->conn);
 }
 
+static void ws_free(wshub_ws_t *ws) {
+  wslay_event_context_free(ws->ctx);
+  free(ws);
+}
+
 /* The pump: feed input to wslay, emit what it queued, settle the state. */
 static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
   wshub_conn_t *c = ws->conn;
-  ws->in = data;
-  ws->in_len = len;
   if (len > 0 && wslay_event_want_read(ws->ctx)) {
+    ws->in = data;
+    ws->in_len = len;
+    ws->in_recv = 1;
     int r = wslay_event_recv(ws->ctx);
-    if (r == WSLAY_ERR_CALLBACK_FAILURE && !ws->failed) {
+    ws->in_recv = 0;
+    ws->in = NULL;
+    ws->in_len = 0;
+    if (ws->dead) {
+      ws_free(ws); /* closed by a callback meanwhile */
+      return;
+    }
+    if ((r == WSLAY_ERR_CALLBACK_FAILURE && !ws->failed) || ws->bad_close) {
       ws_fail(ws, 1002, "protocol error");
       return;
     }
@@ -136,8 +201,6 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
       return;
     }
   }
-  ws->in = NULL;
-  ws->in_len = 0;
   if (!wshub_conn_is_open(c))
     return;
   if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
@@ -155,14 +218,17 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
 }
 
 void wshub_ws_close(wshub_ws_t *ws, uint16_t code, const char *reason) {
-  if (ws->closing || !wshub_conn_is_open(ws->conn))
+  if (ws->dead || ws->closing || !wshub_conn_is_open(ws->conn))
     return;
   ws->closing = 1;
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123)
     rl = 123;
   wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
-  ws_proceed(ws, NULL, 0);
+  if (!ws->in_recv)
+    ws_proceed(ws, NULL, 0);
+  else if (wslay_event_send(ws->ctx) != 0)
+    ws->failed = 1;
 }
 
 static void ws_on_read(wshub_conn_t *c, const char *data, size_t len) {
@@ -175,11 +241,6 @@ static void ws_on_read(wshub_conn_t *c, const char *data, size_t len) {
 static void ws_on_eof(wshub_conn_t *c, int err) {
   (void)err;
   wshub_conn_close(c); /* the peer is gone: nothing more can be said */
-}
-
-static void ws_arm_ping(wshub_ws_t *ws, uint64_t ms) {
-  if (ms > 0)
-    wshub_conn_timer(ws->conn, ms);
 }
 
 static void ws_on_timer(wshub_conn_t *c) {
@@ -200,7 +261,7 @@ static void ws_on_timer(wshub_conn_t *c) {
   }
   uint64_t idle = uv_now(s->loop) - ws->last_rx;
   if (idle < interval) {
-    ws_arm_ping(ws, interval - idle);
+    wshub_conn_timer(c, interval - idle);
     return;
   }
   struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"wshub", 5};
@@ -208,17 +269,34 @@ static void ws_on_timer(wshub_conn_t *c) {
     ws->pinged = 1;
   ws_proceed(ws, NULL, 0);
   if (wshub_conn_is_open(c))
-    ws_arm_ping(ws, interval);
+    wshub_conn_timer(c, interval);
 }
 
 static void ws_on_shutdown(wshub_conn_t *c) {
   wshub_ws_close(c->proto_data, 1001, "server shutting down");
 }
 
+/* Tells the application and the hub the client is gone. */
+static void ws_client_gone(wshub_ws_t *ws) {
+  wshub_client_t *cl = ws->client;
+  if (cl == NULL)
+    return;
+  ws->client = NULL;
+  wshub_server_t *s = ws->conn->server;
+  if (s->cfg.on_close != NULL) {
+    int code = ws->close_code ? ws->close_code : 1006;
+    s->cfg.on_close(cl, code, ws->close_reason, s->cfg.user);
+  }
+  cl->ws = NULL;
+  wshub_hub_client_free(cl);
+}
+
 static void ws_on_free(wshub_conn_t *c) {
   wshub_ws_t *ws = c->proto_data;
-  wslay_event_context_free(ws->ctx);
-  free(ws);
+  ws->dead = 1;
+  ws_client_gone(ws);
+  if (!ws->in_recv)
+    ws_free(ws);
 }
 
 static const wshub_proto_t ws_proto = {
@@ -229,38 +307,56 @@ static const wshub_proto_t ws_proto = {
     .on_free = ws_on_free,
 };
 
-int wshub_ws_attach(wshub_conn_t *c, const wshub_request_t *req,
-                    const char *protocol, const char *rest,
-                    size_t rest_len) {
-  (void)req;
-  (void)protocol;
+wshub_ws_t *wshub_ws_new(wshub_conn_t *c) {
   wshub_ws_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL)
-    return UV_ENOMEM;
+    return NULL;
   static const struct wslay_event_callbacks callbacks = {
       .recv_callback = ws_recv_cb,
       .send_callback = ws_send_cb,
       .on_msg_recv_callback = ws_on_msg,
+      .on_frame_recv_start_callback = ws_on_frame_start,
   };
   if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
     free(ws);
-    return UV_ENOMEM;
+    return NULL;
   }
   wshub_server_t *s = c->server;
   wslay_event_config_set_max_recv_msg_length(ws->ctx, s->cfg.max_message);
   ws->conn = c;
+  ws->client = wshub_hub_client_new(s, ws, c->peer);
+  if (ws->client == NULL) {
+    ws_free(ws);
+    return NULL;
+  }
+  return ws;
+}
+
+wshub_client_t *wshub_ws_client(const wshub_ws_t *ws) {
+  return ws->client;
+}
+
+void wshub_ws_discard(wshub_ws_t *ws) {
+  if (ws->client != NULL) {
+    ws->client->ws = NULL;
+    wshub_hub_client_free(ws->client);
+  }
+  ws_free(ws);
+}
+
+void wshub_ws_start(wshub_ws_t *ws, const char *rest, size_t rest_len) {
+  wshub_conn_t *c = ws->conn;
+  wshub_server_t *s = c->server;
   ws->last_rx = uv_now(s->loop);
   c->proto = &ws_proto;
   c->proto_data = ws;
-  wshub_conn_timer(c, 0);
-  ws_arm_ping(ws, s->cfg.ping_interval_ms);
+  wshub_conn_timer(c, s->cfg.ping_interval_ms);
   if (s->closing) {
     wshub_ws_close(ws, 1001, "server shutting down");
-    return 0;
+    return;
   }
   if (rest_len > 0)
     ws_proceed(ws, (const uint8_t *)rest, rest_len);
   if (wshub_conn_is_open(c))
     wshub_conn_read_start(c);
-  return 0;
 }

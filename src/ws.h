@@ -24,11 +24,20 @@ typedef struct wshub_ws_s wshub_ws_t;
 int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
                           size_t len);
 
-/* Turns the connection into a WebSocket session. The 101 response is
- * already queued; `rest` holds bytes that arrived after the request (they
- * are parsed as frames at once). The request is only borrowed. */
-int wshub_ws_attach(wshub_conn_t *c, const wshub_request_t *req,
-                    const char *protocol, const char *rest, size_t rest_len);
+/* A session for connection c, with its hub client registered, not yet
+ * reading: the caller queues the 101, runs the application's on_open, then
+ * either starts or discards it. NULL if out of memory. */
+wshub_ws_t *wshub_ws_new(wshub_conn_t *c);
+wshub_client_t *wshub_ws_client(const wshub_ws_t *ws);
+/* The connection now speaks WebSocket; `rest` holds bytes that arrived
+ * after the request (parsed as frames at once, then freed by the caller). */
+void wshub_ws_start(wshub_ws_t *ws, const char *rest, size_t rest_len);
+/* The upgrade was refused: unregister and free, no on_close. */
+void wshub_ws_discard(wshub_ws_t *ws);
+
+/* The client is too slow to keep up: disconnect it at the end of this loop
+ * turn (not now: the caller may be walking a member list). */
+void wshub_ws_drop_slow(wshub_ws_t *ws);
 
 /* Sends a prebuilt frame (frame.c). UV_ECANCELED once closing. */
 int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame);

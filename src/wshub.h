@@ -22,6 +22,50 @@
 #define WSHUB_VERSION "0.1.0"
 
 typedef struct wshub_server_s wshub_server_t;
+typedef struct wshub_client_s wshub_client_t;
+
+/* One request header, as received (value trimmed of surrounding blanks). */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} wshub_header_t;
+
+/* A parsed HTTP request. Every pointer is borrowed from the connection and
+ * valid only during the callback that receives it. */
+typedef struct {
+  int method; /* llhttp_method_t: 1 GET, 2 HEAD, 3 POST, ... */
+  int http_major;
+  int http_minor;
+  const char *target; /* raw request-target (path and query), not decoded */
+  size_t target_len;
+  const wshub_header_t *headers;
+  size_t nheaders;
+  const char *body;
+  size_t body_len;
+  int upgrade;    /* llhttp saw Connection: upgrade + Upgrade */
+  int keep_alive; /* the connection may be reused after the response */
+  const char *remote; /* "ip:port" of the peer */
+} wshub_request_t;
+
+/* The value of the first header called `name` (case-insensitive) or NULL;
+ * its length goes to *len when len is not NULL. */
+const char *wshub_request_header(const wshub_request_t *req, const char *name,
+                                 size_t *len);
+
+/* Called before the 101 is sent: return 0 to accept the WebSocket, or an
+ * HTTP status (400-599) to refuse it. The client exists already: it may be
+ * given user data, join rooms and be sent messages (they follow the 101). */
+typedef int (*wshub_open_cb)(wshub_client_t *c, const wshub_request_t *req,
+                             void *user);
+/* A complete message (text is valid UTF-8). `data` is borrowed. */
+typedef void (*wshub_message_cb)(wshub_client_t *c, const char *data,
+                                 size_t len, int binary, void *user);
+/* The client is gone (code 1006 when the TCP connection just ended). It is
+ * still in its rooms during the call, and freed right after. */
+typedef void (*wshub_closed_cb)(wshub_client_t *c, int code,
+                                const char *reason, void *user);
 
 typedef enum {
   WSHUB_LOG_ERROR = 0,
@@ -58,6 +102,12 @@ typedef struct {
   uint64_t close_timeout_ms;   /* peer must answer our close (5 s) */
   int echo;                    /* echo every message back (conformance) */
 
+  /* Application callbacks (all optional) and their user pointer. */
+  wshub_open_cb on_open;
+  wshub_message_cb on_message;
+  wshub_closed_cb on_close;
+  void *user;
+
   size_t max_backlog; /* queued outbound bytes per connection before it is
                          dropped as a slow consumer (default 8 MiB) */
   uint64_t shutdown_timeout_ms; /* wshub_close waits this long (10 s) */
@@ -89,5 +139,44 @@ void wshub_close(wshub_server_t *server, wshub_close_cb close_cb);
 size_t wshub_server_connections(const wshub_server_t *server);
 
 const char *wshub_strerror(int err);
+
+/* Clients (WebSocket connections) and rooms. A client pointer is valid from
+ * on_open until on_close returns. Sending never blocks: the frame is built
+ * once and queued; a client whose queue passes max_backlog is disconnected
+ * as a slow consumer (without slowing anyone else down). Sends return 0,
+ * UV_ECANCELED if the client is closing, or UV_ENOMEM. Room names are
+ * NUL-terminated strings; rooms exist while they have members. */
+const char *wshub_client_id(const wshub_client_t *c); /* "c<number>" */
+const char *wshub_client_remote(const wshub_client_t *c);
+wshub_server_t *wshub_client_server(const wshub_client_t *c);
+void *wshub_client_data(const wshub_client_t *c);
+void wshub_client_set_data(wshub_client_t *c, void *data);
+/* The client with this id, or NULL. */
+wshub_client_t *wshub_client_find(wshub_server_t *s, const char *id);
+/* Starts the closing handshake (code 1000-4999, reason ≤ 123 bytes). */
+void wshub_client_close(wshub_client_t *c, int code, const char *reason);
+
+int wshub_send(wshub_client_t *c, const void *data, size_t len, int binary);
+/* To every member of `room` except `except` (may be NULL). */
+int wshub_send_room(wshub_server_t *s, const char *room, const void *data,
+                    size_t len, int binary, const wshub_client_t *except);
+/* To every client except `except` (may be NULL). */
+int wshub_send_all(wshub_server_t *s, const void *data, size_t len,
+                   int binary, const wshub_client_t *except);
+
+/* Joining twice is a no-op returning 0; UV_EINVAL for an empty name. */
+int wshub_join(wshub_client_t *c, const char *room);
+/* UV_ENOENT if the client is not in the room. */
+int wshub_leave(wshub_client_t *c, const char *room);
+int wshub_in_room(const wshub_client_t *c, const char *room);
+/* The client's rooms, in the order it joined them. */
+size_t wshub_client_room_count(const wshub_client_t *c);
+const char *wshub_client_room(const wshub_client_t *c, size_t i);
+/* Calls fn for each member of a room (fn must not join or leave). Returns
+ * the number of members. */
+size_t wshub_room_foreach(wshub_server_t *s, const char *room,
+                          void (*fn)(wshub_client_t *c, void *arg), void *arg);
+size_t wshub_room_count(const wshub_server_t *s); /* rooms with members */
+size_t wshub_client_count(const wshub_server_t *s);
 
 #endif
