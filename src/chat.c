@@ -101,8 +101,8 @@ int wshub_chat_nick_valid(const char *nick, size_t len) {
     else if (p[0] < 0xe0)
       cp = ((uint32_t)(p[0] & 0x1f) << 6) | (p[1] & 0x3f), n = 2;
     else if (p[0] < 0xf0)
-      cp = ((uint32_t)(p[0] & 0x0f) << 12) |
-           ((uint32_t)(p[1] & 0x3f) << 6) | (p[2] & 0x3f),
+      cp = ((uint32_t)(p[0] & 0x0f) << 12) | ((uint32_t)(p[1] & 0x3f) << 6) |
+           (p[2] & 0x3f),
       n = 3;
     else
       cp = 0x10000, n = 4; /* astral: never a control or blank */
@@ -209,8 +209,7 @@ static void chat_send_room(wshub_client_t *from, const char *room,
   free(s);
 }
 
-static void chat_error(wshub_client_t *c, const char *code,
-                       const char *text) {
+static void chat_error(wshub_client_t *c, const char *code, const char *text) {
   json_t *o = chat_msg("error", text);
   json_object_set_new(o, "code", json_string(code));
   chat_send(c, o);
@@ -280,10 +279,11 @@ static json_t *chat_history(wshub_chat_t *chat, const chat_room_t *r,
     if ((uint64_t)json_integer_value(json_object_get(m, "id")) <= after)
       continue;
     json_t *copy = json_copy(m); /* shallow: shares the nested values */
-    const char *from = json_string_value(
-        json_object_get(json_object_get(m, "from"), "id"));
-    json_object_set_new(copy, "own",
-                        json_boolean(from && strcmp(from, wshub_client_id(me)) == 0));
+    const char *from =
+        json_string_value(json_object_get(json_object_get(m, "from"), "id"));
+    json_object_set_new(
+        copy, "own",
+        json_boolean(from && strcmp(from, wshub_client_id(me)) == 0));
     json_array_append_new(a, copy);
   }
   return a;
@@ -305,8 +305,7 @@ static const char *chat_current_room(const wshub_client_t *c) {
 
 /* Joins `room`, telling the others. Returns 0, or sends an error and
  * returns -1. */
-static int chat_enter(wshub_chat_t *chat, wshub_client_t *c,
-                      const char *room) {
+static int chat_enter(wshub_chat_t *chat, wshub_client_t *c, const char *room) {
   if (wshub_in_room(c, room))
     return 0;
   if (wshub_client_room_count(c) >= CHAT_MAX_ROOMS_PER_CLIENT) {
@@ -350,10 +349,9 @@ static void chat_gap(wshub_chat_t *chat, wshub_client_t *c,
   if (after + 1 >= oldest || after >= r->last_id)
     return;
   char text[200];
-  snprintf(text, sizeof(text),
-           "Messages %llu to %llu in %s are no longer available",
-           (unsigned long long)after + 1, (unsigned long long)oldest - 1,
-           r->name);
+  snprintf(
+      text, sizeof(text), "Messages %llu to %llu in %s are no longer available",
+      (unsigned long long)after + 1, (unsigned long long)oldest - 1, r->name);
   json_t *g = chat_msg("gap", text);
   json_object_set_new(g, "room", json_string(r->name));
   json_object_set_new(g, "after", json_integer((json_int_t)after));
@@ -363,14 +361,14 @@ static void chat_gap(wshub_chat_t *chat, wshub_client_t *c,
 }
 
 /* Sends `history` (preceded by `gap` when the ring lost some) for room. */
-static void chat_resume(wshub_chat_t *chat, wshub_client_t *c,
-                        const char *room, uint64_t after) {
+static void chat_resume(wshub_chat_t *chat, wshub_client_t *c, const char *room,
+                        uint64_t after) {
   chat_room_t *r = chat_room(chat, room, 0);
   chat_gap(chat, c, r, after);
   json_t *h = chat_history(chat, r, after, chat->cfg.history, c);
   char text[96];
-  snprintf(text, sizeof(text), "%zu missed message%s in %s",
-           json_array_size(h), json_array_size(h) == 1 ? "" : "s", room);
+  snprintf(text, sizeof(text), "%zu missed message%s in %s", json_array_size(h),
+           json_array_size(h) == 1 ? "" : "s", room);
   json_t *o = chat_msg("history", text);
   json_object_set_new(o, "room", json_string(room));
   json_object_set_new(o, "after", json_integer((json_int_t)after));
@@ -380,27 +378,26 @@ static void chat_resume(wshub_chat_t *chat, wshub_client_t *c,
 }
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
-static void chat_joined(wshub_chat_t *chat, wshub_client_t *c,
-                        const char *room, int with_history) {
+static void chat_joined(wshub_chat_t *chat, wshub_client_t *c, const char *room,
+                        int with_history) {
   chat_room_t *r = chat_room(chat, room, 0);
   char text[100];
   snprintf(text, sizeof(text), "You joined %s", room);
   json_t *o = chat_msg("joined", text);
   json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "members",
-                      chat_members(wshub_client_server(c), room));
+  json_object_set_new(o, "members", chat_members(wshub_client_server(c), room));
   json_object_set_new(o, "history",
-                      with_history ? chat_history(chat, r, 0,
-                                                  CHAT_WELCOME_HISTORY, c)
-                                   : json_array());
+                      with_history
+                          ? chat_history(chat, r, 0, CHAT_WELCOME_HISTORY, c)
+                          : json_array());
   json_object_set_new(o, "last_id",
                       json_integer(r ? (json_int_t)r->last_id : 0));
   chat_send(c, o);
   json_decref(o);
 }
 
-static void chat_post(wshub_chat_t *chat, wshub_client_t *c,
-                      const char *room, const char *text, size_t len) {
+static void chat_post(wshub_chat_t *chat, wshub_client_t *c, const char *room,
+                      const char *text, size_t len) {
   if (len == 0) {
     chat_error(c, "empty_text", "The message is empty");
     return;
@@ -422,11 +419,10 @@ static void chat_post(wshub_chat_t *chat, wshub_client_t *c,
     return;
   }
   json_t *t = json_stringn(text, len);
-  json_t *o = json_pack("{s:s, s:I, s:s, s:o, s:O, s:I, s:b, s:{s:O}}",
-                        "type", "message", "id", (json_int_t)++r->last_id,
-                        "room", room, "from", chat_member(c), "text", t,
-                        "timestamp", (json_int_t)chat_now_ms(), "own", 0,
-                        "params", "value", t);
+  json_t *o = json_pack(
+      "{s:s, s:I, s:s, s:o, s:O, s:I, s:b, s:{s:O}}", "type", "message", "id",
+      (json_int_t)++r->last_id, "room", room, "from", chat_member(c), "text", t,
+      "timestamp", (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
   json_decref(t);
   if (o == NULL)
     return;
@@ -454,11 +450,10 @@ static void chat_direct(wshub_client_t *c, const char *to, const char *text,
     return;
   }
   json_t *t = json_stringn(text, len);
-  json_t *o = json_pack("{s:s, s:o, s:o, s:O, s:I, s:b, s:{s:O}}", "type",
-                        "direct", "from", chat_member(c), "to",
-                        chat_member(peer), "text", t, "timestamp",
-                        (json_int_t)chat_now_ms(), "own", 0, "params",
-                        "value", t);
+  json_t *o = json_pack(
+      "{s:s, s:o, s:o, s:O, s:I, s:b, s:{s:O}}", "type", "direct", "from",
+      chat_member(c), "to", chat_member(peer), "text", t, "timestamp",
+      (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
   json_decref(t);
   if (o == NULL)
     return;
@@ -585,8 +580,9 @@ static void chat_on_json(wshub_chat_t *chat, wshub_client_t *c,
       return;
     }
     if (!wshub_chat_nick_valid(nick, len)) {
-      chat_error(c, "bad_nick", "Nicknames are 1-32 characters, no control "
-                                "characters, not all blank");
+      chat_error(c, "bad_nick",
+                 "Nicknames are 1-32 characters, no control "
+                 "characters, not all blank");
       return;
     }
     chat_set_nick(c, nick, len);
@@ -595,8 +591,7 @@ static void chat_on_json(wshub_chat_t *chat, wshub_client_t *c,
       return;
     const json_t *after = json_object_get(o, "after");
     if (!json_is_integer(after) || json_integer_value(after) < 0) {
-      chat_error(c, "missing_field",
-                 "\"after\" (an integer >= 0) is required");
+      chat_error(c, "missing_field", "\"after\" (an integer >= 0) is required");
       return;
     }
     char name[65];
@@ -657,9 +652,9 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
     snprintf(room, sizeof(room), "lobby");
   int nl = wshub_chat_query_param(req->target, req->target_len, "nick", nick,
                                   sizeof(nick));
-  int bad_nick = nl == -1 && wshub_chat_query_param(req->target,
-                                                    req->target_len, "nick",
-                                                    after_s, 1) != -1;
+  int bad_nick =
+      nl == -1 && wshub_chat_query_param(req->target, req->target_len, "nick",
+                                         after_s, 1) != -1;
   if (nl >= 0 && wshub_chat_nick_valid(nick, (size_t)nl))
     memcpy(u->nick, nick, (size_t)nl + 1);
   else if (nl >= 0)
@@ -674,20 +669,17 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
     return 0;
   chat_room_t *r = chat_room(chat, room, 0);
   char text[300];
-  snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
-           room);
+  snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick, room);
   json_t *o = chat_msg("welcome", text);
   json_object_set_new(o, "id", json_string(wshub_client_id(c)));
   json_object_set_new(o, "nick", json_string(u->nick));
   json_object_set_new(o, "room", json_string(room));
   json_object_set_new(o, "rooms", json_pack("[s]", room));
-  json_object_set_new(o, "members",
-                      chat_members(wshub_client_server(c), room));
-  json_object_set_new(o, "history",
-                      chat_history(chat, r, resume ? after : 0,
-                                   resume ? chat->cfg.history
-                                          : CHAT_WELCOME_HISTORY,
-                                   c));
+  json_object_set_new(o, "members", chat_members(wshub_client_server(c), room));
+  json_object_set_new(
+      o, "history",
+      chat_history(chat, r, resume ? after : 0,
+                   resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, c));
   json_object_set_new(o, "last_id",
                       json_integer(r ? (json_int_t)r->last_id : 0));
   chat_send(c, o);
@@ -698,8 +690,9 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
     chat_error(c, "bad_room",
                "Room names are 1-64 characters of A-Z a-z 0-9 . _ -");
   if (bad_nick)
-    chat_error(c, "bad_nick", "Nicknames are 1-32 characters, no control "
-                              "characters, not all blank");
+    chat_error(c, "bad_nick",
+               "Nicknames are 1-32 characters, no control "
+               "characters, not all blank");
   return 0;
 }
 

@@ -147,8 +147,7 @@ static int conn_wq_grow(wshub_conn_t *c) {
   return 0;
 }
 
-int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off,
-                    size_t len) {
+int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len) {
   if (c->state != WSHUB_CONN_OPEN)
     return UV_ECANCELED;
   if (len == 0)

@@ -62,8 +62,8 @@ struct wshub_conn_s {
   uv_write_t wreq;
   uv_shutdown_t sreq;
   wshub_server_t *server;
-  wshub_conn_t *prev, *next;  /* server->conns */
-  wshub_conn_t *dirty_next;   /* server->dirty */
+  wshub_conn_t *prev, *next; /* server->conns */
+  wshub_conn_t *dirty_next;  /* server->dirty */
   const wshub_proto_t *proto;
   void *proto_data;
 
@@ -72,7 +72,7 @@ struct wshub_conn_s {
   size_t wq_writing; /* entries in the uv_write in flight, from wq_head */
   size_t queued;     /* bytes queued and not yet written */
 
-  unsigned holds;   /* reasons not to free yet (handles, async work) */
+  unsigned holds; /* reasons not to free yet (handles, async work) */
   uint8_t state;
   uint8_t dirty;
   uint8_t reading;
@@ -89,8 +89,7 @@ int wshub_conn_accept(wshub_server_t *s, uv_stream_t *listener,
 /* Queues buf[off..off+len) (takes its own reference). UV_ENOBUFS if the
  * connection's backlog would pass server max_backlog, UV_ECANCELED if the
  * connection is closing or ending, UV_ENOMEM. */
-int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off,
-                    size_t len);
+int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len);
 /* Same for the whole buffer. */
 int wshub_conn_send_buf(wshub_conn_t *c, wshub_buf_t *buf);
 /* Copies p[0..len) into a new buffer and queues it. */

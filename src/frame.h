@@ -27,8 +27,7 @@ enum {
 size_t wshub_frame_header(uint8_t *out, uint8_t opcode, uint64_t len);
 
 /* A complete frame carrying payload[0..len). NULL if out of memory. */
-wshub_buf_t *wshub_frame_build(uint8_t opcode, const void *payload,
-                               size_t len);
+wshub_buf_t *wshub_frame_build(uint8_t opcode, const void *payload, size_t len);
 
 /* A close frame with `code` and a reason (truncated to 123 bytes at a
  * UTF-8 character boundary). */

@@ -57,23 +57,40 @@ static const llhttp_settings_t *http_settings(void);
 
 const char *wshub_http_reason(int status) {
   switch (status) {
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 204: return "No Content";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 426: return "Upgrade Required";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  default: return "Unknown";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 204:
+    return "No Content";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 426:
+    return "Upgrade Required";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Unknown";
   }
 }
 
@@ -208,8 +225,8 @@ static int http_on_headers_complete(llhttp_t *p) {
     if (view[i].name_len == 4 && strncasecmp(view[i].name, "host", 4) == 0)
       hosts++;
   if (hosts > 1 || (hosts == 0 && r->http_minor >= 1))
-    return http_refuse(h, 400, hosts ? "more than one Host header"
-                                     : "missing Host header");
+    return http_refuse(
+        h, 400, hosts ? "more than one Host header" : "missing Host header");
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->cfg.max_body)
     return http_refuse(h, 413, "request body too large");
   h->phase = PHASE_BODY;
@@ -291,8 +308,8 @@ void wshub_http_error(wshub_http_t *h, int status, const char *detail,
            extra ? extra : "");
   if (close)
     h->keep_alive = 0;
-  wshub_log(http_server(h), WSHUB_LOG_INFO, "%s: %d %s", h->conn->peer,
-            status, detail ? detail : wshub_http_reason(status));
+  wshub_log(http_server(h), WSHUB_LOG_INFO, "%s: %d %s", h->conn->peer, status,
+            detail ? detail : wshub_http_reason(status));
   if (wshub_http_send_head(h, status, hdrs, (uint64_t)n) == 0 && !h->is_head)
     wshub_conn_send_copy(h->conn, body, (size_t)n);
   wshub_http_finish(h);
@@ -337,8 +354,7 @@ static int http_route(wshub_http_t *h) {
     return 0;
   }
   wshub_handshake_t hs;
-  if (wshub_handshake_check(r, s->cfg.protocols, s->cfg.nprotocols, &hs) !=
-      0) {
+  if (wshub_handshake_check(r, s->cfg.protocols, s->cfg.nprotocols, &hs) != 0) {
     wshub_http_error(h, hs.status, hs.reason, 1,
                      hs.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     return 0;
@@ -366,8 +382,7 @@ static int http_route(wshub_http_t *h) {
     wshub_ws_discard(ws);
     if (status < 400 || status > 599)
       status = 403;
-    wshub_http_error(h, status, "upgrade refused by the application", 1,
-                     NULL);
+    wshub_http_error(h, status, "upgrade refused by the application", 1, NULL);
     return 0;
   }
   wshub_log(s, WSHUB_LOG_DEBUG, "%s \"GET %.*s\" 101", c->peer,
@@ -404,8 +419,7 @@ static void http_drive(wshub_http_t *h) {
       h->phase = PHASE_HEAD;
       wshub_conn_timer(c, c->server->cfg.header_timeout_ms);
     }
-    llhttp_errno_t err = llhttp_execute(&h->parser, h->pending,
-                                        h->pending_len);
+    llhttp_errno_t err = llhttp_execute(&h->parser, h->pending, h->pending_len);
     size_t used = h->pending_len;
     if (err != HPE_OK) {
       const char *pos = llhttp_get_error_pos(&h->parser);

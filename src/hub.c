@@ -34,8 +34,7 @@ wshub_client_t *wshub_hub_client_new(wshub_server_t *s, wshub_ws_t *ws,
   c->server = s;
   c->ws = ws;
   c->remote = remote;
-  snprintf(c->id, sizeof(c->id), "c%llu",
-           (unsigned long long)++s->hub.next_id);
+  snprintf(c->id, sizeof(c->id), "c%llu", (unsigned long long)++s->hub.next_id);
   if (wshub_map_put(&s->hub.clients, c->id, c) != 0) {
     free(c);
     return NULL;
@@ -152,8 +151,7 @@ const char *wshub_client_room(const wshub_client_t *c, size_t i) {
 }
 
 size_t wshub_room_foreach(wshub_server_t *s, const char *room,
-                          void (*fn)(wshub_client_t *c, void *arg),
-                          void *arg) {
+                          void (*fn)(wshub_client_t *c, void *arg), void *arg) {
   hub_room_t *r = hub_room(s, room);
   if (r == NULL)
     return 0;
@@ -224,8 +222,7 @@ int wshub_hub_room_send_frame(wshub_server_t *s, const char *room,
 }
 
 static wshub_buf_t *hub_frame(const void *data, size_t len, int binary) {
-  return wshub_frame_build(binary ? WSHUB_OP_BINARY : WSHUB_OP_TEXT, data,
-                           len);
+  return wshub_frame_build(binary ? WSHUB_OP_BINARY : WSHUB_OP_TEXT, data, len);
 }
 
 int wshub_send(wshub_client_t *c, const void *data, size_t len, int binary) {
@@ -261,8 +258,8 @@ static void hub_send_one(const char *key, void *value, void *arg) {
     wshub_hub_send_frame(value, a->frame);
 }
 
-int wshub_send_all(wshub_server_t *s, const void *data, size_t len,
-                   int binary, const wshub_client_t *except) {
+int wshub_send_all(wshub_server_t *s, const void *data, size_t len, int binary,
+                   const wshub_client_t *except) {
   wshub_buf_t *f = hub_frame(data, len, binary);
   if (f == NULL)
     return UV_ENOMEM;

@@ -57,7 +57,6 @@ void wshub_hub_client_free(wshub_client_t *c);
 /* Queues a prebuilt frame (frame.c) to one client / a room's members. */
 int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame);
 int wshub_hub_room_send_frame(wshub_server_t *s, const char *room,
-                              wshub_buf_t *frame,
-                              const wshub_client_t *except);
+                              wshub_buf_t *frame, const wshub_client_t *except);
 
 #endif

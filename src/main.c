@@ -37,50 +37,63 @@ typedef struct {
 } main_t;
 
 static void usage(FILE *f) {
-  fprintf(f,
-"Usage: wshub [options]\n"
-"\n"
-"A real-time chat backend: serves the chat page from a public directory\n"
-"and its WebSocket endpoint on one port.\n"
-"\n"
-"Listening:\n"
-"  --host ADDR              address to listen on (default :: and 0.0.0.0)\n"
-"  --port N                 TCP port, 0 picks a free one (default 3000)\n"
-"  --backlog N              listen(2) backlog (default 511)\n"
-"  --public DIR             static files root (default: the source tree's\n"
-"                           public/, else " WSHUB_DATA_PUBLIC ")\n"
-"\n"
-"HTTP limits (sizes accept K and M suffixes, times are seconds):\n"
-"  --max-header-bytes N     header section limit, else 431 (default 16K)\n"
-"  --max-headers N          header field count limit, else 431 (default 100)\n"
-"  --max-body N             request body limit, else 413 (default 1M)\n"
-"  --header-timeout S       request head must arrive within S (default 10)\n"
-"  --keepalive-timeout S    idle keep-alive connections close (default 15)\n"
-"\n"
-"WebSocket:\n"
-"  --ws-path PATH           accept Upgrades only on PATH (repeatable;\n"
-"                           default: every path)\n"
-"  --protocol NAME          a subprotocol to accept (repeatable)\n"
-"  --max-message N          message size limit, else close 1009\n"
-"                           (default 1M; 64M with --echo)\n"
-"  --ping-interval S        ping idle clients every S, drop those that miss\n"
-"                           a pong; 0 disables (default 30)\n"
-"  --close-timeout S        wait S for the peer's close frame (default 5)\n"
-"  --max-backlog N          outbound bytes queued per client before it is\n"
-"                           dropped as too slow (default 8M)\n"
-"  --echo                   echo every message back instead of chatting\n"
-"                           (for the Autobahn TestSuite)\n"
-"\n"
-"Chat:\n"
-"  --max-text N             longest message text in bytes (default 4000)\n"
-"  --history N              messages kept per room for resume (default 100)\n"
-"\n"
-"Process:\n"
-"  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections to\n"
-"                           finish before cutting them (default 10)\n"
-"  --log-level LEVEL        error, warn, info or debug (default info)\n"
-"  -h, --help               show this help and exit\n"
-"  -V, --version            show the version and exit\n");
+  fprintf(
+      f,
+      "Usage: wshub [options]\n"
+      "\n"
+      "A real-time chat backend: serves the chat page from a public directory\n"
+      "and its WebSocket endpoint on one port.\n"
+      "\n"
+      "Listening:\n"
+      "  --host ADDR              address to listen on (default :: and "
+      "0.0.0.0)\n"
+      "  --port N                 TCP port, 0 picks a free one (default 3000)\n"
+      "  --backlog N              listen(2) backlog (default 511)\n"
+      "  --public DIR             static files root (default: the source "
+      "tree's\n"
+      "                           public/, else " WSHUB_DATA_PUBLIC ")\n"
+      "\n"
+      "HTTP limits (sizes accept K and M suffixes, times are seconds):\n"
+      "  --max-header-bytes N     header section limit, else 431 (default "
+      "16K)\n"
+      "  --max-headers N          header field count limit, else 431 (default "
+      "100)\n"
+      "  --max-body N             request body limit, else 413 (default 1M)\n"
+      "  --header-timeout S       request head must arrive within S (default "
+      "10)\n"
+      "  --keepalive-timeout S    idle keep-alive connections close (default "
+      "15)\n"
+      "\n"
+      "WebSocket:\n"
+      "  --ws-path PATH           accept Upgrades only on PATH (repeatable;\n"
+      "                           default: every path)\n"
+      "  --protocol NAME          a subprotocol to accept (repeatable)\n"
+      "  --max-message N          message size limit, else close 1009\n"
+      "                           (default 1M; 64M with --echo)\n"
+      "  --ping-interval S        ping idle clients every S, drop those that "
+      "miss\n"
+      "                           a pong; 0 disables (default 30)\n"
+      "  --close-timeout S        wait S for the peer's close frame (default "
+      "5)\n"
+      "  --max-backlog N          outbound bytes queued per client before it "
+      "is\n"
+      "                           dropped as too slow (default 8M)\n"
+      "  --echo                   echo every message back instead of chatting\n"
+      "                           (for the Autobahn TestSuite)\n"
+      "\n"
+      "Chat:\n"
+      "  --max-text N             longest message text in bytes (default "
+      "4000)\n"
+      "  --history N              messages kept per room for resume (default "
+      "100)\n"
+      "\n"
+      "Process:\n"
+      "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
+      "to\n"
+      "                           finish before cutting them (default 10)\n"
+      "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+      "  -h, --help               show this help and exit\n"
+      "  -V, --version            show the version and exit\n");
 }
 
 static int bad(const char *opt, const char *val, const char *why) {
@@ -134,11 +147,26 @@ static int is_dir(const char *p) {
 }
 
 enum {
-  OPT_HOST = 256, OPT_PORT, OPT_BACKLOG, OPT_PUBLIC, OPT_MAX_HEADER_BYTES,
-  OPT_MAX_HEADERS, OPT_MAX_BODY, OPT_HEADER_TIMEOUT, OPT_KEEPALIVE_TIMEOUT,
-  OPT_WS_PATH, OPT_PROTOCOL, OPT_MAX_MESSAGE, OPT_PING_INTERVAL,
-  OPT_CLOSE_TIMEOUT, OPT_MAX_BACKLOG, OPT_ECHO, OPT_SHUTDOWN_TIMEOUT,
-  OPT_LOG_LEVEL, OPT_MAX_TEXT, OPT_HISTORY,
+  OPT_HOST = 256,
+  OPT_PORT,
+  OPT_BACKLOG,
+  OPT_PUBLIC,
+  OPT_MAX_HEADER_BYTES,
+  OPT_MAX_HEADERS,
+  OPT_MAX_BODY,
+  OPT_HEADER_TIMEOUT,
+  OPT_KEEPALIVE_TIMEOUT,
+  OPT_WS_PATH,
+  OPT_PROTOCOL,
+  OPT_MAX_MESSAGE,
+  OPT_PING_INTERVAL,
+  OPT_CLOSE_TIMEOUT,
+  OPT_MAX_BACKLOG,
+  OPT_ECHO,
+  OPT_SHUTDOWN_TIMEOUT,
+  OPT_LOG_LEVEL,
+  OPT_MAX_TEXT,
+  OPT_HISTORY,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -372,7 +400,8 @@ int main(int argc, char **argv) {
   int port = wshub_server_port(m.server);
   int v6 = strchr(host, ':') != NULL;
   fprintf(stderr,
-          "wshub " WSHUB_VERSION ": listening on http://%s%s%s:%d (public %s%s)\n",
+          "wshub " WSHUB_VERSION
+          ": listening on http://%s%s%s:%d (public %s%s)\n",
           v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
           m.cfg.echo ? ", echo mode" : "");
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)

@@ -112,6 +112,16 @@ void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c) {
     server_maybe_done(s);
 }
 
+void wshub_server_work_begin(wshub_server_t *s) {
+  s->works++;
+}
+
+void wshub_server_work_end(wshub_server_t *s) {
+  s->works--;
+  if (s->closing)
+    server_maybe_done(s);
+}
+
 size_t wshub_server_connections(const wshub_server_t *s) {
   return s->nconns;
 }
@@ -235,7 +245,7 @@ static void server_on_handle_closed(uv_handle_t *h) {
  * connections' handles may still be closing; libuv runs their close
  * callbacks before ours because they were closed first. */
 static void server_maybe_done(wshub_server_t *s) {
-  if (s->nconns > 0 || uv_is_closing((uv_handle_t *)&s->flush))
+  if (s->nconns > 0 || s->works > 0 || uv_is_closing((uv_handle_t *)&s->flush))
     return;
   /* Flush whatever the last connections queued before they went. */
   server_on_flush(&s->flush);

@@ -39,6 +39,7 @@ struct wshub_server_s {
   char date[40]; /* cached IMF-fixdate for the Date header */
   uint64_t date_sec;
 
+  unsigned works; /* threadpool items in flight (they read root) */
   int closing;
   unsigned open_handles; /* server-level handles not yet closed */
   wshub_close_cb close_cb;
@@ -46,13 +47,17 @@ struct wshub_server_s {
   char readbuf[WSHUB_READ_BUF];
 };
 
-void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
-               ...) __attribute__((format(printf, 3, 4)));
+void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Bookkeeping called by conn.c. */
 void wshub_server_conn_added(wshub_server_t *s, wshub_conn_t *c);
 void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c);
 void wshub_server_mark_dirty(wshub_server_t *s, wshub_conn_t *c);
+/* Threadpool work that uses the server started / ended. The server is not
+ * freed while work is in flight. */
+void wshub_server_work_begin(wshub_server_t *s);
+void wshub_server_work_end(wshub_server_t *s);
 
 /* The current Date header value (cached per second). */
 const char *wshub_server_date(wshub_server_t *s);

@@ -56,8 +56,7 @@ int wshub_static_resolve(const char *target, size_t len, char *out,
   if (len >= 7 && (strncasecmp(target, "http://", 7) == 0 ||
                    (len >= 8 && strncasecmp(target, "https://", 8) == 0))) {
     i = target[4] == ':' ? 7 : 8;
-    while (i < len && target[i] != '/' && target[i] != '?' &&
-           target[i] != '#')
+    while (i < len && target[i] != '/' && target[i] != '?' && target[i] != '#')
       i++;
     if (i == len || target[i] != '/') {
       target = "/";
@@ -161,12 +160,12 @@ const char *wshub_static_mime(const char *path) {
 struct wshub_static_resp_s {
   uv_work_t work;
   uv_fs_t fs;
-  wshub_http_t *http; /* NULL once the connection is gone */
-  wshub_conn_t *conn; /* held while the response exists */
+  wshub_http_t *http;         /* NULL once the connection is gone */
+  wshub_conn_t *conn;         /* held while the response exists */
   const wshub_request_t *req; /* http's, valid while http != NULL */
   char path[PATH_MAX];
   int fd;
-  int err;       /* from the work item: 0 or -errno */
+  int err; /* from the work item: 0 or -errno */
   int not_regular;
   struct stat st;
   uint64_t off, end;
@@ -333,8 +332,7 @@ static void static_etag(const struct stat *st, char *out, size_t cap) {
 }
 
 /* RFC 9110 §13.1.2: weak comparison, "*" matches any current file. */
-static int static_etag_matches(const char *list, size_t len,
-                               const char *etag) {
+static int static_etag_matches(const char *list, size_t len, const char *etag) {
   size_t el = strlen(etag);
   size_t i = 0;
   while (i < len) {
@@ -379,6 +377,7 @@ static int static_not_modified(const wshub_request_t *req,
 static void static_after_work(uv_work_t *w, int status) {
   wshub_static_resp_t *r = w->data;
   w->data = NULL;
+  wshub_server_work_end(r->conn->server);
   wshub_http_t *h = r->http;
   if (h == NULL) {
     static_free(r);
@@ -477,7 +476,9 @@ void wshub_static_serve(wshub_http_t *h, const wshub_request_t *req,
   memcpy(r->path + s->root_len + 1, rel, (size_t)n + 1);
   wshub_conn_hold(c);
   r->work.data = r;
+  wshub_server_work_begin(s);
   if (uv_queue_work(s->loop, &r->work, static_work, static_after_work) != 0) {
+    wshub_server_work_end(s);
     r->work.data = NULL;
     static_free(r);
     wshub_http_error(h, 503, "busy", 1, NULL);

@@ -26,8 +26,7 @@
  *  - result longer than cap-1 → UV_ENAMETOOLONG.
  * On success writes the NUL-terminated relative path (never starting with
  * '/') to out and returns its length. */
-int wshub_static_resolve(const char *target, size_t len, char *out,
-                         size_t cap);
+int wshub_static_resolve(const char *target, size_t len, char *out, size_t cap);
 
 /* Content-Type for a path, from its extension (case-insensitive):
  * html/htm "text/html; charset=utf-8", js/mjs "text/javascript;
@@ -39,7 +38,6 @@ int wshub_static_resolve(const char *target, size_t len, char *out,
  * "application/xml", webmanifest "application/manifest+json";
  * anything else "application/octet-stream". Never NULL. */
 const char *wshub_static_mime(const char *path);
-
 
 /* Serving (static.c, on a connection's loop). */
 typedef struct wshub_http_s wshub_http_t;

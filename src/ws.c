@@ -26,7 +26,7 @@ struct wshub_ws_s {
   wshub_client_t *client; /* NULL once gone */
   const uint8_t *in;      /* input being fed to wslay, borrowed */
   size_t in_len;
-  uint64_t last_rx; /* uv_now() of the last byte received */
+  uint64_t last_rx;    /* uv_now() of the last byte received */
   uint16_t close_code; /* received from the peer, 0 if none */
   uint8_t pinged;      /* a keep-alive ping is unanswered */
   uint8_t closing;     /* we queued a close frame ourselves */
@@ -37,8 +37,7 @@ struct wshub_ws_s {
   char close_reason[124];
 };
 
-int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
-                          size_t len) {
+int wshub_ws_path_allowed(wshub_server_t *s, const char *target, size_t len) {
   if (s->cfg.ws_npaths == 0)
     return 1;
   size_t plen = 0;
@@ -52,8 +51,8 @@ int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
   return 0;
 }
 
-static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
-                          size_t len, int flags, void *user) {
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                          int flags, void *user) {
   (void)flags;
   wshub_ws_t *ws = user;
   if (ws->in_len == 0) {
@@ -81,8 +80,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 
 static int ws_can_send(const wshub_ws_t *ws) {
   return !ws->dead && !ws->closing && !ws->failed &&
-         wslay_event_get_read_enabled(ws->ctx) &&
-         wshub_conn_is_open(ws->conn);
+         wslay_event_get_read_enabled(ws->ctx) && wshub_conn_is_open(ws->conn);
 }
 
 int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
@@ -102,8 +100,7 @@ void wshub_ws_drop_slow(wshub_ws_t *ws) {
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx,
-                      const struct wslay_event_on_msg_recv_arg *m,
-                      void *user) {
+                      const struct wslay_event_on_msg_recv_arg *m, void *user) {
   wshub_ws_t *ws = user;
   switch (m->opcode) {
   case WSLAY_PONG:
@@ -151,9 +148,10 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
 /* RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte code.
  * wslay treats a 1-byte body like an empty one; remember it so the pump can
  * answer 1002 instead. */
-static void ws_on_frame_start(wslay_event_context_ptr ctx,
-                              const struct wslay_event_on_frame_recv_start_arg *f,
-                              void *user) {
+static void
+ws_on_frame_start(wslay_event_context_ptr ctx,
+                  const struct wslay_event_on_frame_recv_start_arg *f,
+                  void *user) {
   (void)ctx;
   wshub_ws_t *ws = user;
   if (f->opcode == WSLAY_CONNECTION_CLOSE && f->payload_length == 1)

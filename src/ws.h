@@ -21,8 +21,7 @@ typedef struct wshub_ws_s wshub_ws_t;
 
 /* 1 if an Upgrade for this request-target is accepted by the configured
  * WebSocket paths (all paths when none are configured). */
-int wshub_ws_path_allowed(wshub_server_t *s, const char *target,
-                          size_t len);
+int wshub_ws_path_allowed(wshub_server_t *s, const char *target, size_t len);
 
 /* A session for connection c, with its hub client registered, not yet
  * reading: the caller queues the 101, runs the application's on_open, then

@@ -44,8 +44,8 @@ typedef struct {
   size_t nheaders;
   const char *body;
   size_t body_len;
-  int upgrade;    /* llhttp saw Connection: upgrade + Upgrade */
-  int keep_alive; /* the connection may be reused after the response */
+  int upgrade;        /* llhttp saw Connection: upgrade + Upgrade */
+  int keep_alive;     /* the connection may be reused after the response */
   const char *remote; /* "ip:port" of the peer */
 } wshub_request_t;
 
@@ -64,8 +64,8 @@ typedef void (*wshub_message_cb)(wshub_client_t *c, const char *data,
                                  size_t len, int binary, void *user);
 /* The client is gone (code 1006 when the TCP connection just ended). It is
  * still in its rooms during the call, and freed right after. */
-typedef void (*wshub_closed_cb)(wshub_client_t *c, int code,
-                                const char *reason, void *user);
+typedef void (*wshub_closed_cb)(wshub_client_t *c, int code, const char *reason,
+                                void *user);
 
 typedef enum {
   WSHUB_LOG_ERROR = 0,
@@ -79,15 +79,15 @@ typedef void (*wshub_log_cb)(void *user, wshub_log_level_t level,
 typedef void (*wshub_close_cb)(wshub_server_t *server);
 
 typedef struct {
-  const char *public_dir;     /* static files root; NULL: no static files */
+  const char *public_dir; /* static files root; NULL: no static files */
   wshub_log_level_t log_level;
   wshub_log_cb log_cb; /* NULL: lines go to stderr */
   void *log_user;
 
   /* HTTP limits and timeouts (milliseconds). */
-  size_t max_header_bytes; /* header section, → 431 (default 16384) */
-  size_t max_headers;      /* header field count, → 431 (default 100) */
-  size_t max_body;         /* request body, → 413 (default 1 MiB) */
+  size_t max_header_bytes;       /* header section, → 431 (default 16384) */
+  size_t max_headers;            /* header field count, → 431 (default 100) */
+  size_t max_body;               /* request body, → 413 (default 1 MiB) */
   uint64_t header_timeout_ms;    /* request head must arrive (10 s) */
   uint64_t keepalive_timeout_ms; /* idle between requests (15 s) */
 
@@ -97,10 +97,10 @@ typedef struct {
   size_t ws_npaths;
   const char *const *protocols; /* subprotocols we speak, preference-free */
   size_t nprotocols;
-  size_t max_message;          /* → close 1009 (default 1 MiB) */
-  uint64_t ping_interval_ms;   /* 0: no keep-alive pings (default 30 s) */
-  uint64_t close_timeout_ms;   /* peer must answer our close (5 s) */
-  int echo;                    /* echo every message back (conformance) */
+  size_t max_message;        /* → close 1009 (default 1 MiB) */
+  uint64_t ping_interval_ms; /* 0: no keep-alive pings (default 30 s) */
+  uint64_t close_timeout_ms; /* peer must answer our close (5 s) */
+  int echo;                  /* echo every message back (conformance) */
 
   /* Application callbacks (all optional) and their user pointer. */
   wshub_open_cb on_open;
@@ -161,8 +161,8 @@ int wshub_send(wshub_client_t *c, const void *data, size_t len, int binary);
 int wshub_send_room(wshub_server_t *s, const char *room, const void *data,
                     size_t len, int binary, const wshub_client_t *except);
 /* To every client except `except` (may be NULL). */
-int wshub_send_all(wshub_server_t *s, const void *data, size_t len,
-                   int binary, const wshub_client_t *except);
+int wshub_send_all(wshub_server_t *s, const void *data, size_t len, int binary,
+                   const wshub_client_t *except);
 
 /* Joining twice is a no-op returning 0; UV_EINVAL for an empty name. */
 int wshub_join(wshub_client_t *c, const char *room);
