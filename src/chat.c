@@ -108,8 +108,9 @@ int wshub_chat_nick_valid(const char *nick, size_t len) {
       cp = 0x10000, n = 4; /* astral: never a control or blank */
     if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
       return 0;
-    if (cp != ' ' && cp != 0xa0 && cp != 0x3000 &&
-        !(cp >= 0x2000 && cp <= 0x200b))
+    /* Unicode space separators (Zs) and the zero-width space. */
+    if (cp != ' ' && cp != 0xa0 && cp != 0x1680 && cp != 0x202f &&
+        cp != 0x205f && cp != 0x3000 && !(cp >= 0x2000 && cp <= 0x200b))
       blank = 0;
     chars++;
     i += n;
@@ -129,13 +130,11 @@ static int chat_hex(int ch) {
 
 int wshub_chat_query_param(const char *target, size_t len, const char *key,
                            char *out, size_t cap) {
-  const char *q = memchr(target, '?', len);
-  if (q == NULL)
+  const char *hash = memchr(target, '#', len);
+  const char *end = hash != NULL ? hash : target + len;
+  const char *q = memchr(target, '?', (size_t)(end - target));
+  if (q == NULL || cap == 0)
     return -1;
-  const char *end = target + len;
-  const char *hash = memchr(q, '#', (size_t)(end - q));
-  if (hash != NULL)
-    end = hash;
   size_t klen = strlen(key);
   const char *p = q + 1;
   while (p < end) {
