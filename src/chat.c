@@ -622,7 +622,8 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
     return;
   }
   json_error_t err;
-  json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+  json_t *o =
+      json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
   if (!json_is_object(o)) {
     char why[200];
     snprintf(why, sizeof(why), "Not a JSON object: %s", err.text);

@@ -13,19 +13,8 @@
 
 #include "wshub.h"
 
-typedef struct wshub_chat_s wshub_chat_t;
-
-typedef struct {
-  size_t max_text;  /* bytes of a message's text (default 4000) */
-  size_t history;   /* messages kept per room (default 100) */
-  size_t max_rooms; /* rooms with history, server-wide (default 10000) */
-} wshub_chat_config_t;
-
-void wshub_chat_config_init(wshub_chat_config_t *cfg);
-wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg);
-/* Points cfg's callbacks and user pointer at the chat. */
-void wshub_chat_install(wshub_chat_t *chat, wshub_config_t *cfg);
-void wshub_chat_free(wshub_chat_t *chat);
+/* The public part (wshub_chat_new, _install, _free and the config) is in
+ * wshub.h. */
 
 /* Pure helpers, exposed for unit tests. */
 /* 1 if name is 1–64 bytes of A–Z a–z 0–9 . _ - */

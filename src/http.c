@@ -50,7 +50,9 @@ struct wshub_http_s {
   uint8_t driving;
   uint8_t keep_alive;
   uint8_t is_head;
-  uint8_t closing; /* last response: Connection: close */
+  uint8_t closing;   /* last response: Connection: close */
+  uint8_t in_hook;   /* inside the application's on_request */
+  uint8_t responded; /* wshub_respond() answered this request */
 };
 
 static const llhttp_settings_t *http_settings(void);
@@ -143,6 +145,7 @@ static int http_head_add(wshub_http_t *h, const char *at, size_t len) {
 
 static int http_on_message_begin(llhttp_t *p) {
   wshub_http_t *h = http_of(p);
+  h->responded = 0;
   h->head_len = 0;
   h->url_off = h->url_len = 0;
   h->nhdrs = 0;
@@ -317,6 +320,25 @@ void wshub_http_error(wshub_http_t *h, int status, const char *detail,
 
 static void http_drive(wshub_http_t *h);
 
+int wshub_respond(wshub_response_t *h, int status, const char *content_type,
+                  const char *headers, const void *body, size_t len) {
+  if (!h->in_hook || h->responded || status < 100 || status > 599)
+    return UV_EINVAL;
+  h->responded = 1;
+  char extra[1024];
+  int n = snprintf(extra, sizeof(extra), "%s%s%s%s",
+                   content_type ? "Content-Type: " : "",
+                   content_type ? content_type : "", content_type ? "\r\n" : "",
+                   headers ? headers : "");
+  if (n < 0 || (size_t)n >= sizeof(extra))
+    return UV_E2BIG;
+  int r = wshub_http_send_head(h, status, extra, len);
+  if (r == 0 && len > 0 && !h->is_head)
+    r = wshub_conn_send_copy(h->conn, body, len);
+  wshub_http_finish(h);
+  return r;
+}
+
 void wshub_http_finish(wshub_http_t *h) {
   wshub_server_t *s = http_server(h);
   h->resp = NULL;
@@ -346,6 +368,15 @@ static int http_route(wshub_http_t *h) {
   if (!http_wants_websocket(r)) {
     if (r->upgrade)
       llhttp_resume_after_upgrade(&h->parser);
+    if (s->cfg.on_request != NULL) {
+      h->in_hook = 1;
+      int handled = s->cfg.on_request(h, r, s->cfg.user);
+      h->in_hook = 0;
+      if (handled && !h->responded)
+        wshub_http_error(h, 500, "the application sent no response", 1, NULL);
+      if (handled || h->responded)
+        return 0;
+    }
     wshub_static_serve(h, r, &h->resp);
     return 0;
   }

@@ -155,25 +155,38 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
   return 0;
 }
 
-static void server_on_connection(uv_stream_t *listener, int status) {
-  wshub_server_t *s = listener->data;
-  if (status != 0) {
-    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(status));
-    return;
-  }
+int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
+  if (s->closing)
+    return UV_ECANCELED;
   wshub_conn_t *c;
   int r = wshub_conn_accept(s, listener, &c);
-  if (r != 0) {
-    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(r));
-    return;
-  }
+  if (r != 0)
+    return r;
   wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
   r = wshub_http_attach(c);
   if (r != 0)
     wshub_conn_close(c);
+  return r;
+}
+
+static void server_on_connection(uv_stream_t *listener, int status) {
+  wshub_server_t *s = listener->data;
+  int r = status != 0 ? status : wshub_accept(s, listener);
+  if (r != 0)
+    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(r));
 }
 
 static void server_on_listener_closed(uv_handle_t *h);
+
+/* A listener slot whose setup failed: close its handle. The slot is not
+ * reused (the handle is still closing); wshub_close skips it. */
+static void server_listener_failed(wshub_server_t *s, uv_tcp_t *l) {
+  s->open_handles++;
+  s->nlisteners++;
+  uv_close((uv_handle_t *)l, server_on_listener_closed);
+}
+
+static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog);
 
 int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
   if (s->nlisteners >= WSHUB_MAX_LISTENERS || s->closing)
@@ -193,25 +206,48 @@ int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
     return r;
   l->data = s;
   r = uv_tcp_bind(l, (const struct sockaddr *)&addr, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)l, backlog > 0 ? backlog : 511,
-                  server_on_connection);
   if (r != 0) {
-    s->open_handles++;
-    uv_close((uv_handle_t *)l, server_on_listener_closed);
+    server_listener_failed(s, l);
     return r;
   }
-  if (s->nlisteners == 0) {
+  return server_start_listener(s, l, backlog);
+}
+
+/* Starts listening on an initialized l; closes it on failure. */
+static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog) {
+  int r = uv_listen((uv_stream_t *)l, backlog > 0 ? backlog : 511,
+                    server_on_connection);
+  if (r != 0) {
+    server_listener_failed(s, l);
+    return r;
+  }
+  s->open_handles++;
+  s->nlisteners++;
+  if (s->port == 0) {
     struct sockaddr_storage bound;
     int len = sizeof(bound);
-    uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len);
-    s->port = ntohs(bound.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                        : ((struct sockaddr_in *)&bound)->sin_port);
+    if (uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len) == 0)
+      s->port = ntohs(bound.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                          : ((struct sockaddr_in *)&bound)->sin_port);
   }
-  s->nlisteners++;
-  s->open_handles++;
   return 0;
+}
+
+int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
+  if (s->nlisteners >= WSHUB_MAX_LISTENERS || s->closing)
+    return UV_EINVAL;
+  uv_tcp_t *l = &s->listeners[s->nlisteners];
+  int r = uv_tcp_init(s->loop, l);
+  if (r != 0)
+    return r;
+  l->data = s;
+  r = uv_tcp_open(l, fd);
+  if (r != 0) {
+    server_listener_failed(s, l);
+    return r;
+  }
+  return server_start_listener(s, l, 0);
 }
 
 int wshub_server_port(const wshub_server_t *s) {
@@ -267,7 +303,8 @@ void wshub_close(wshub_server_t *s, wshub_close_cb close_cb) {
   s->closing = 1;
   s->close_cb = close_cb;
   for (int i = 0; i < s->nlisteners; i++)
-    uv_close((uv_handle_t *)&s->listeners[i], server_on_listener_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->listeners[i]))
+      uv_close((uv_handle_t *)&s->listeners[i], server_on_listener_closed);
   /* Keep the loop alive until every connection has finished. */
   uv_ref((uv_handle_t *)&s->shutdown_timer);
   uv_timer_start(&s->shutdown_timer, server_on_shutdown_timeout,

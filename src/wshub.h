@@ -54,6 +54,15 @@ typedef struct {
 const char *wshub_request_header(const wshub_request_t *req, const char *name,
                                  size_t *len);
 
+/* An HTTP request the application may answer (see on_request). */
+typedef struct wshub_http_s wshub_response_t;
+
+/* Called for every request that is not a WebSocket upgrade, before static
+ * files. Return 0 to let wshub go on (static files, else 404), or 1 after
+ * answering with wshub_respond(). */
+typedef int (*wshub_request_cb)(wshub_response_t *res,
+                                const wshub_request_t *req, void *user);
+
 /* Called before the 101 is sent: return 0 to accept the WebSocket, or an
  * HTTP status (400-599) to refuse it. The client exists already: it may be
  * given user data, join rooms and be sent messages (they follow the 101). */
@@ -106,6 +115,7 @@ typedef struct {
   wshub_open_cb on_open;
   wshub_message_cb on_message;
   wshub_closed_cb on_close;
+  wshub_request_cb on_request;
   void *user;
 
   size_t max_backlog; /* queued outbound bytes per connection before it is
@@ -124,6 +134,15 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
  * free port). May be called more than once for several addresses. */
 int wshub_listen(wshub_server_t *server, const char *host, int port,
                  int backlog);
+
+/* Listens on a socket the caller created, bound and put in listening
+ * state (e.g. inherited from systemd); wshub takes ownership of it. */
+int wshub_listen_fd(wshub_server_t *server, uv_os_sock_t fd);
+
+/* For callers that accept themselves: call from the connection callback of
+ * the caller's own listening uv_tcp_t; the accepted connection is served
+ * by wshub. */
+int wshub_accept(wshub_server_t *server, uv_stream_t *listener);
 
 /* The port of the first listener (useful after listening on port 0). */
 int wshub_server_port(const wshub_server_t *server);
@@ -177,6 +196,29 @@ const char *wshub_client_room(const wshub_client_t *c, size_t i);
 size_t wshub_room_foreach(wshub_server_t *s, const char *room,
                           void (*fn)(wshub_client_t *c, void *arg), void *arg);
 size_t wshub_room_count(const wshub_server_t *s); /* rooms with members */
+
+/* Answers the request of on_request: status line, Content-Type (if not
+ * NULL), `headers` (complete "Name: value\r\n" lines, may be NULL),
+ * Content-Length and the body (left out for HEAD). Call once, inside
+ * on_request. */
+int wshub_respond(wshub_response_t *res, int status, const char *content_type,
+                  const char *headers, const void *body, size_t len);
+
+/* The chat of docs/PROTOCOL.md, packaged for hosts: create it before the
+ * server, install it into the config (it sets on_open, on_message,
+ * on_close and user), and free it after wshub_close() has called back. */
+typedef struct wshub_chat_s wshub_chat_t;
+
+typedef struct {
+  size_t max_text;  /* bytes of a message's text (default 4000) */
+  size_t history;   /* messages kept per room (default 100) */
+  size_t max_rooms; /* rooms with history, server-wide (default 10000) */
+} wshub_chat_config_t;
+
+void wshub_chat_config_init(wshub_chat_config_t *cfg);
+wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg);
+void wshub_chat_install(wshub_chat_t *chat, wshub_config_t *cfg);
+void wshub_chat_free(wshub_chat_t *chat);
 size_t wshub_client_count(const wshub_server_t *s);
 
 #endif
