@@ -1,0 +1,496 @@
+// tests/e2e/browser.test.mjs — the chat page and the lecture pages in a real
+// browser (headless Debian chromium driven by playwright-core) against the
+// real wshub binary on a free loopback port.
+//
+// What is covered: public/ (nicknames, messages, own/other, member lists,
+// rooms and their isolation, unread counts, direct messages, markup shown
+// as text, reconnect with backoff after a drop, resume of every room, a
+// server restarted on the same port, a phone-sized screen) and the two
+// lecture pages from tests/e2e/fixtures/, which must work unchanged.
+// A screenshot of two users chatting goes to $WSHUB_BUILD_DIR/chat.png.
+//
+// Run: node --test tests/e2e/browser.test.mjs (WSHUB_BIN picks the binary,
+// default /work/main/build/wshub). Every wait is bounded (UI_WAIT_MS); the
+// browser and every server are closed in after hooks, failures included.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './lib/server.mjs';
+import {
+  launchBrowser, openPage, until, waitForFrame, jsonFrames, startServerOnPort,
+} from './lib/browser.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PUBLIC = path.resolve(HERE, '../../public');
+const LECTURE1 = path.join(HERE, 'fixtures', 'lecture1');
+const LECTURE2 = path.join(HERE, 'fixtures', 'lecture2');
+const SHOT_DIR = process.env.WSHUB_BUILD_DIR || '/tmp';
+
+// ---------------------------------------------------------------------------
+// Page helpers (the chat page's stable ids and data attributes)
+
+const statusIs = (page, text, what) =>
+  until(page, (t) => document.querySelector('#status').textContent === t, text,
+    what ?? `#status to read ${JSON.stringify(text)}`);
+
+// The chat/direct messages on screen as [{type, id, own, from, text}].
+const shownMessages = (page) => page.$$eval('#messages > li.msg', (lis) => lis.map((li) => ({
+  type: li.dataset.type,
+  id: li.dataset.id,
+  own: li.dataset.own,
+  from: li.querySelector('.from').textContent,
+  text: li.querySelector('.body').textContent,
+})));
+
+// Waits until a message whose body is exactly `text` is on screen; returns it.
+async function waitMessage(page, text, what) {
+  await until(page, (t) => [...document.querySelectorAll('#messages > li.msg .body')]
+    .some((b) => b.textContent === t), text, what ?? `message ${JSON.stringify(text)} on screen`);
+  const all = await shownMessages(page);
+  const hits = all.filter((m) => m.text === text);
+  assert.equal(hits.length, 1, `message ${JSON.stringify(text)} shown exactly once: ${JSON.stringify(all)}`);
+  return hits[0];
+}
+
+const memberNicks = (page) => page.$$eval('#members > li', (lis) => lis.map((li) => li.dataset.nick));
+
+async function waitMembers(page, nicks, what) {
+  await until(page, (want) => {
+    const got = [...document.querySelectorAll('#members > li')].map((li) => li.dataset.nick).sort();
+    return JSON.stringify(got) === JSON.stringify([...want].sort());
+  }, nicks, what ?? `members ${nicks.join(', ')}`);
+}
+
+const systemLines = (page, type) => page.$$eval(`#messages > li.line[data-type="${type}"]`,
+  (lis) => lis.map((li) => li.querySelector('.line-text').textContent));
+
+async function setNick(user, nick) {
+  await user.page.fill('#nick', nick);
+  await user.page.press('#nick', 'Enter');
+  await waitForFrame(user.log, (m) => m.type === 'nick' && m.room === undefined &&
+    m.member?.nick === nick, `nick confirmation for ${nick}`);
+  await until(user.page, (n) => document.querySelector('#members li[data-self="true"]')?.dataset.nick === n,
+    nick, `own entry in #members renamed to ${nick}`);
+}
+
+async function sendText(user, text, how = 'click') {
+  await user.page.fill('#text-field', text);
+  if (how === 'enter') await user.page.press('#text-field', 'Enter');
+  else await user.page.click('#send-button');
+}
+
+const sentJson = (user) => jsonFrames(user.log.sent);
+
+function welcomeOf(user, nth = 0) {
+  const w = jsonFrames(user.log.received).filter((m) => m.type === 'welcome');
+  assert.ok(w.length > nth, `welcome #${nth + 1} received`);
+  return w[nth];
+}
+
+function noPageErrors(...users) {
+  for (const u of users) {
+    assert.deepEqual(u.log.errors.map((e) => String(e)), [], 'no uncaught errors in the page');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The chat page
+
+describe('chat page (public/)', () => {
+  let browser;
+  let srv;
+  let url;
+  let ann;
+  let bob;
+  let annId;
+  let bobId;
+
+  before(async () => {
+    browser = await launchBrowser();
+    srv = await startServer(PUBLIC);
+    url = `http://127.0.0.1:${srv.port}/`;
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (srv) {
+      const res = await srv.stop();
+      assert.ok(res.wasRunning, `server died during the test\n${srv.tail()}`);
+      assert.equal(res.code, 0, `server exit code on SIGTERM\n${srv.tail()}`);
+    }
+  });
+
+  test('two users: nicknames, messages both ways, own flag, member lists', async () => {
+    ann = await openPage(browser, url);
+    await statusIs(ann.page, 'open');
+    bob = await openPage(browser, url);
+    await statusIs(bob.page, 'open');
+    for (const u of [ann, bob]) {
+      assert.equal(await u.page.textContent('#transport'), 'WebSocket');
+      assert.equal(u.log.sockets[0], url.replace('http:', 'ws:'), 'first connect: no query');
+    }
+    annId = welcomeOf(ann).id;
+    bobId = welcomeOf(bob).id;
+    assert.match(annId, /^c\d+$/);
+    assert.match(bobId, /^c\d+$/);
+
+    await setNick(ann, 'ann');
+    await setNick(bob, 'bob');
+    assert.deepEqual(sentJson(ann).filter((m) => m.type === 'nick'), [{ type: 'nick', name: 'ann' }]);
+    assert.equal(await ann.page.evaluate(() => localStorage.getItem('wshub.nick')), 'ann');
+    assert.equal(await bob.page.evaluate(() => localStorage.getItem('wshub.nick')), 'bob');
+
+    await waitMembers(ann.page, ['ann', 'bob']);
+    await waitMembers(bob.page, ['ann', 'bob']);
+    assert.equal(await ann.page.getAttribute(`#members li[data-nick="bob"]`, 'data-id'), bobId);
+    assert.equal(await bob.page.getAttribute(`#members li[data-nick="ann"]`, 'data-id'), annId);
+    await until(ann.page, () => [...document.querySelectorAll('#messages li.line[data-type="nick"]')]
+      .some((li) => li.textContent.includes('is now known as bob')), null, 'bob\'s rename shown to ann');
+
+    await sendText(ann, 'hello from ann', 'click');
+    const a1 = await waitMessage(ann.page, 'hello from ann');
+    assert.deepEqual(a1, { type: 'message', id: '1', own: 'true', from: 'ann (you)', text: 'hello from ann' });
+    const b1 = await waitMessage(bob.page, 'hello from ann');
+    assert.deepEqual(b1, { type: 'message', id: '1', own: 'false', from: 'ann', text: 'hello from ann' });
+    assert.deepEqual(sentJson(ann).at(-1), { type: 'message', room: 'lobby', text: 'hello from ann' });
+
+    // Enter sends; Shift+Enter is a newline inside the message.
+    await bob.page.fill('#text-field', 'hi ann');
+    await bob.page.press('#text-field', 'Shift+Enter');
+    await bob.page.type('#text-field', 'bob here');
+    assert.equal(await bob.page.inputValue('#text-field'), 'hi ann\nbob here');
+    await bob.page.press('#text-field', 'Enter');
+    const b2 = await waitMessage(bob.page, 'hi ann\nbob here');
+    assert.deepEqual(b2, { type: 'message', id: '2', own: 'true', from: 'bob (you)', text: 'hi ann\nbob here' });
+    const a2 = await waitMessage(ann.page, 'hi ann\nbob here');
+    assert.deepEqual(a2, { type: 'message', id: '2', own: 'false', from: 'bob', text: 'hi ann\nbob here' });
+    assert.equal(await bob.page.inputValue('#text-field'), '', 'field cleared after sending');
+
+    // Markup typed by a user is shown as text, never interpreted.
+    const evil = '<img src=x onerror="window.__owned=1"><b>bold?</b>';
+    await sendText(ann, evil);
+    await waitMessage(bob.page, evil);
+    assert.equal(await bob.page.evaluate(() => window.__owned), undefined);
+    assert.equal(await bob.page.$$eval('#messages img, #messages b', (n) => n.length), 0);
+
+    await sendText(bob, 'ok, it is just text — ça marche');
+    await waitMessage(ann.page, 'ok, it is just text — ça marche');
+
+    await ann.page.screenshot({ path: path.join(SHOT_DIR, 'chat.png') });
+    noPageErrors(ann, bob);
+  });
+
+  test('rooms: join, isolation, unread count, switch, leave', async () => {
+    await ann.page.fill('#room-input', 'side-room');
+    await ann.page.press('#room-input', 'Enter');
+    await until(ann.page, () => document.querySelector('#rooms li[data-room="side-room"]')
+      ?.classList.contains('current'), null, 'side-room tab current');
+    assert.deepEqual(sentJson(ann).at(-1), { type: 'join', room: 'side-room' });
+    const joined = await waitForFrame(ann.log, (m) => m.type === 'joined' && m.room === 'side-room', 'joined side-room');
+    assert.equal(joined.last_id, 0);
+    assert.deepEqual(joined.members, [{ id: annId, nick: 'ann' }]);
+    await waitMembers(ann.page, ['ann'], 'only ann in side-room');
+    assert.equal(await ann.page.textContent('#conv-title'), '#side-room');
+
+    await sendText(ann, 'only in side-room');
+    const s1 = await waitMessage(ann.page, 'only in side-room');
+    assert.equal(s1.id, '1', 'ids are per room');
+    assert.deepEqual(sentJson(ann).at(-1), { type: 'message', room: 'side-room', text: 'only in side-room' });
+
+    // bob, in the lobby only, writes there; by the time his own copy is
+    // back, a leak of ann's side-room message would have reached him first.
+    await sendText(bob, 'lobby news');
+    await waitMessage(bob.page, 'lobby news');
+    assert.ok(!(await shownMessages(bob.page)).some((m) => m.text === 'only in side-room'),
+      'side-room message not shown in the lobby');
+    assert.ok(!jsonFrames(bob.log.received).some((m) => m.text === 'only in side-room'),
+      'side-room message never sent to bob');
+    await waitMembers(bob.page, ['ann', 'bob'], 'ann still in the lobby for bob');
+
+    // ann is looking at side-room: the lobby tab counts one unread.
+    await until(ann.page, () => document.querySelector('#rooms li[data-room="lobby"]')?.dataset.unread === '1',
+      null, 'lobby unread = 1');
+    assert.equal(await ann.page.textContent('#rooms li[data-room="lobby"] .unread'), '1');
+    assert.ok(!(await shownMessages(ann.page)).some((m) => m.text === 'lobby news'));
+    assert.equal(await ann.page.title(), '(1) wshub chat');
+
+    await ann.page.click('#rooms li[data-room="lobby"] .tab-pick');
+    const ln = await waitMessage(ann.page, 'lobby news');
+    assert.equal(ln.id, '5');
+    assert.equal(await ann.page.getAttribute('#rooms li[data-room="lobby"]', 'data-unread'), '0');
+    assert.equal(await ann.page.title(), 'wshub chat');
+    await waitMembers(ann.page, ['ann', 'bob']);
+
+    // Leave side-room with its tab's close button.
+    await ann.page.click('#rooms li[data-room="side-room"] .tab-close');
+    await waitForFrame(ann.log, (m) => m.type === 'left' && m.room === 'side-room', 'left side-room');
+    assert.deepEqual(sentJson(ann).at(-1), { type: 'leave', room: 'side-room' });
+    await until(ann.page, () => !document.querySelector('#rooms li[data-room="side-room"]'), null,
+      'side-room tab removed');
+    assert.deepEqual(await ann.page.$$eval('#rooms > li', (l) => l.map((li) => li.dataset.room)), ['lobby']);
+    noPageErrors(ann, bob);
+  });
+
+  test('direct messages: click a member, shown distinctly on both sides', async () => {
+    await ann.page.click('#members li[data-nick="bob"] button');
+    await until(ann.page, (id) => document.querySelector(`#dms li[data-peer="${id}"]`)?.classList.contains('current'),
+      bobId, 'DM tab with bob current');
+    assert.equal(await ann.page.textContent('#conv-title'), '@bob');
+    await sendText(ann, 'psst, bob');
+    assert.deepEqual(sentJson(ann).at(-1), { type: 'message', to: bobId, text: 'psst, bob' });
+    const mine = await waitMessage(ann.page, 'psst, bob');
+    assert.equal(mine.type, 'direct');
+    assert.equal(mine.own, 'true');
+    const frame = await waitForFrame(bob.log, (m) => m.type === 'direct' && m.text === 'psst, bob', 'direct to bob');
+    assert.deepEqual(frame.from, { id: annId, nick: 'ann' });
+    assert.deepEqual(frame.to, { id: bobId, nick: 'bob' });
+    assert.equal(frame.own, false);
+
+    // bob is in the lobby: the DM shows up as its own conversation, unread.
+    await until(bob.page, (id) => document.querySelector(`#dms li[data-peer="${id}"]`)?.dataset.unread === '1',
+      annId, 'bob has one unread DM from ann');
+    assert.ok(!(await shownMessages(bob.page)).some((m) => m.text === 'psst, bob'), 'DM not in the lobby');
+    await bob.page.click(`#dms li[data-peer="${annId}"] .tab-pick`);
+    const theirs = await waitMessage(bob.page, 'psst, bob');
+    assert.deepEqual(theirs, { type: 'direct', id: '', own: 'false', from: 'ann', text: 'psst, bob' });
+    assert.equal(await bob.page.textContent('#conv-title'), '@ann');
+    await bob.page.click('#rooms li[data-room="lobby"] .tab-pick');
+    await ann.page.click('#rooms li[data-room="lobby"] .tab-pick');
+    noPageErrors(ann, bob);
+  });
+
+  test('a dropped connection: backoff, reconnect, and resume of every room', async () => {
+    // 1. The socket closes under the page: it shows the countdown, then
+    //    reconnects on its own into the same room with ?after=.
+    const socketsBefore = ann.log.sockets.length;
+    await ann.page.evaluate(() => window.wshubChat.socket.close());
+    await until(ann.page, () => /^closed · reconnecting in \d+s$/.test(document.querySelector('#status').textContent),
+      null, '#status "closed · reconnecting in Ns"');
+    assert.equal(await ann.page.getAttribute('#status', 'data-state'), 'reconnecting');
+    assert.equal(await ann.page.isDisabled('#send-button'), true, 'cannot send while closed');
+    await statusIs(ann.page, 'open', '#status open again after the drop');
+    await waitForFrame(bob.log, (m) => m.type === 'leave' && m.member?.id === annId, 'bob told ann left');
+    const reUrl = new URL(ann.log.sockets[socketsBefore]);
+    assert.equal(reUrl.searchParams.get('nick'), 'ann');
+    assert.equal(reUrl.searchParams.get('room'), 'lobby');
+    assert.equal(reUrl.searchParams.get('after'), '5', 'resume after the last lobby id seen');
+    const w2 = welcomeOf(ann, 1);
+    assert.equal(w2.nick, 'ann');
+    assert.equal(w2.room, 'lobby');
+    assert.equal(w2.last_id, 5);
+    const annId2 = w2.id;
+    assert.notEqual(annId2, annId, 'a new connection gets a new client id');
+    await waitMembers(bob.page, ['ann', 'bob'], 'ann back in bob\'s member list');
+    // bob's DM with ann follows her to her new client id.
+    await until(bob.page, (id) => document.querySelector(`#dms li[data-peer="${id}"]`) !== null, annId2,
+      'bob\'s DM tab rebound to ann\'s new id');
+    assert.equal(await bob.page.$$eval('#dms > li', (l) => l.length), 1);
+
+    // 2. ann in two rooms, looking at the lobby; bob in both too.
+    await ann.page.fill('#room-input', 'second');
+    await ann.page.press('#room-input', 'Enter');
+    await until(ann.page, () => document.querySelector('#rooms li[data-room="second"]')?.classList.contains('current'),
+      null, 'second joined');
+    await bob.page.fill('#room-input', 'second');
+    await bob.page.press('#room-input', 'Enter');
+    await until(bob.page, () => document.querySelector('#rooms li[data-room="second"]')?.classList.contains('current'),
+      null, 'bob joined second');
+    await sendText(ann, 'second, before the gap');
+    await waitMessage(bob.page, 'second, before the gap');
+    await ann.page.click('#rooms li[data-room="lobby"] .tab-pick');
+    await bob.page.click('#rooms li[data-room="lobby"] .tab-pick');
+
+    // 3. ann goes offline (the page waits for the network instead of
+    //    retrying) and her socket drops; bob writes in both rooms meanwhile.
+    await ann.context.setOffline(true);
+    const socketsGap = ann.log.sockets.length;
+    await ann.page.evaluate(() => window.wshubChat.socket.close());
+    await statusIs(ann.page, 'closed · offline, waiting for the network');
+    await waitForFrame(bob.log, (m) => m.type === 'leave' && m.room === 'second' && m.member?.id === annId2,
+      'bob told ann left second');
+    await sendText(bob, 'lobby, during the gap');
+    const gap1 = await waitMessage(bob.page, 'lobby, during the gap');
+    await bob.page.click('#rooms li[data-room="second"] .tab-pick');
+    await sendText(bob, 'second, during the gap');
+    const gap2 = await waitMessage(bob.page, 'second, during the gap');
+    assert.equal(gap1.id, '6');
+    assert.equal(gap2.id, '2');
+    assert.equal(ann.log.sockets.length, socketsGap, 'no reconnect attempt while offline');
+
+    // 4. Back online: reconnect at once, lobby resumed through the URL,
+    //    second through a resume message; nothing missed, nothing twice.
+    await ann.context.setOffline(false);
+    await statusIs(ann.page, 'open', '#status open after coming back online');
+    const u3 = new URL(ann.log.sockets[socketsGap]);
+    assert.equal(u3.searchParams.get('room'), 'lobby');
+    assert.equal(u3.searchParams.get('after'), '5');
+    await waitForFrame(ann.log, (m) => m.type === 'history' && m.room === 'second', 'history of second');
+    assert.deepEqual(sentJson(ann).filter((m) => m.type === 'resume').at(-1), { type: 'resume', room: 'second', after: 1 });
+    const h2 = jsonFrames(ann.log.received).filter((m) => m.type === 'history' && m.room === 'second').at(-1);
+    assert.equal(h2.after, 1);
+    assert.deepEqual(h2.messages.map((m) => [m.id, m.text, m.own]), [[2, 'second, during the gap', false]]);
+
+    const back = await waitMessage(ann.page, 'lobby, during the gap', 'lobby message from the gap shown after reconnect');
+    assert.deepEqual(back, { type: 'message', id: '6', own: 'false', from: 'bob', text: 'lobby, during the gap' });
+    const lobbyIds = (await shownMessages(ann.page)).map((m) => m.id);
+    assert.deepEqual(lobbyIds, ['1', '2', '3', '4', '5', '6'], 'every lobby message once, in order');
+    await until(ann.page, () => document.querySelector('#rooms li[data-room="second"]')?.dataset.unread === '1',
+      null, 'second shows one unread after the resume');
+    await ann.page.click('#rooms li[data-room="second"] .tab-pick');
+    const back2 = await waitMessage(ann.page, 'second, during the gap');
+    assert.deepEqual(back2, { type: 'message', id: '2', own: 'false', from: 'bob', text: 'second, during the gap' });
+    assert.deepEqual((await shownMessages(ann.page)).map((m) => m.id), ['1', '2']);
+    await waitMembers(ann.page, ['ann', 'bob'], 'second lists both again');
+    noPageErrors(ann, bob);
+  });
+
+  test('the server restarts on the same port: pages reconnect and chat again', async () => {
+    const port = srv.port;
+    const old = srv;
+    srv = null;
+    const res = await old.stop();
+    assert.equal(res.wasRunning, true, `server alive before the restart\n${old.tail()}`);
+    assert.equal(res.code, 0, `exit code on SIGTERM\n${old.tail()}`);
+    for (const u of [ann, bob]) {
+      await until(u.page, () => /^closed( · reconnecting in \d+s)?$/.test(document.querySelector('#status').textContent),
+        null, '#status closed/reconnecting while the server is down');
+    }
+    srv = await startServerOnPort(PUBLIC, port);
+    await statusIs(ann.page, 'open', 'ann reconnected to the new server');
+    await statusIs(bob.page, 'open', 'bob reconnected to the new server');
+    // A new process starts its ids again at 1: the page notices and says so.
+    await until(ann.page, () => [...document.querySelectorAll('#messages li.line[data-type="info"]')]
+      .some((li) => li.textContent.includes('server was restarted')), null, 'restart noticed');
+    // Both were looking at second; both come back into it and the lobby.
+    await waitMembers(ann.page, ['ann', 'bob'], 'both in second on the new server');
+    await waitForFrame(ann.log, (f) => f.type === 'joined' && f.room === 'lobby' && f.last_id === 0,
+      'lobby rejoined on the new server');
+    assert.deepEqual(await ann.page.$$eval('#rooms > li', (l) => l.map((li) => li.dataset.room)),
+      ['lobby', 'second']);
+    await sendText(bob, 'hello, new server');
+    const m = await waitMessage(bob.page, 'hello, new server');
+    assert.deepEqual(m, { type: 'message', id: '1', own: 'true', from: 'bob (you)', text: 'hello, new server' });
+    const a = await waitMessage(ann.page, 'hello, new server');
+    assert.deepEqual(a, { type: 'message', id: '1', own: 'false', from: 'bob', text: 'hello, new server' });
+    noPageErrors(ann, bob);
+  });
+
+  test('a phone-sized screen (375×667): usable, nothing overflows', async () => {
+    const phone = await openPage(browser, url, {
+      viewport: { width: 375, height: 667 }, isMobile: true, deviceScaleFactor: 2,
+    });
+    await statusIs(phone.page, 'open');
+    await setNick(phone, 'pat');
+    const width = await phone.page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375, `no horizontal scrolling (scrollWidth ${width})`);
+    for (const sel of ['#status', '#nick', '#rooms', '#room-input', '#text-field', '#send-button', '#messages']) {
+      const box = await phone.page.locator(sel).boundingBox();
+      assert.ok(box, `${sel} is displayed`);
+      assert.ok(box.x >= 0 && box.x + box.width <= 375.5 && box.y >= 0 && box.y + box.height <= 667.5,
+        `${sel} inside the screen: ${JSON.stringify(box)}`);
+    }
+    // The member list is one tap away.
+    assert.equal(await phone.page.isVisible('#members'), false);
+    await phone.page.click('#members-toggle');
+    await until(phone.page, () => {
+      const r = document.querySelector('#member-panel').getBoundingClientRect();
+      return r.right <= 375.5 && r.left >= 0 && getComputedStyle(document.querySelector('#member-panel')).visibility === 'visible';
+    }, null, 'member panel slid in');
+    await waitMembers(phone.page, ['ann', 'bob', 'pat'], 'lobby members seen from the phone');
+    await phone.page.click('#members-close');
+    await until(phone.page, () => getComputedStyle(document.querySelector('#member-panel')).visibility === 'hidden',
+      null, 'member panel hidden again');
+    await sendText(phone, 'typed on a phone', 'enter');
+    await waitMessage(phone.page, 'typed on a phone');
+    await phone.page.screenshot({ path: path.join(SHOT_DIR, 'chat-phone.png') });
+    await phone.context.close();
+    noPageErrors(phone);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The lecture pages, unchanged, against wshub
+
+describe('lecture pages (tests/e2e/fixtures)', () => {
+  let browser;
+  const servers = [];
+
+  before(async () => {
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    for (const s of servers) await s.stop();
+  });
+
+  test('lecture 1: raw text in, "text (time)" lines out, on two pages', async () => {
+    const srv = await startServer(LECTURE1);
+    servers.push(srv);
+    const url = `http://127.0.0.1:${srv.port}/`;
+    const one = await openPage(browser, url);
+    const two = await openPage(browser, url);
+    for (const u of [one, two]) {
+      const w = await waitForFrame(u.log, (m) => m.type === 'welcome', 'welcome');
+      const when = await u.page.evaluate((ts) => new Date(ts).toLocaleTimeString(), w.timestamp);
+      await until(u.page, (t) => document.querySelector('body > div')?.textContent === t,
+        `${w.text} (${when})`, 'the welcome line rendered first');
+    }
+    assert.equal(one.log.sockets[0], `ws://127.0.0.1:${srv.port}/`);
+
+    await one.page.fill('#text-field', 'hello from the lecture page');
+    await one.page.click('#send-button');
+    assert.equal(await one.page.inputValue('#text-field'), '');
+    for (const u of [one, two]) {
+      const m = await waitForFrame(u.log, (f) => f.type === 'message' && f.text === 'hello from the lecture page',
+        'the relayed message');
+      const when = await u.page.evaluate((ts) => new Date(ts).toLocaleTimeString(), m.timestamp);
+      const line = `hello from the lecture page (${when})`;
+      await until(u.page, (t) => [...document.querySelectorAll('body > div')].some((d) => d.textContent === t),
+        line, `line ${JSON.stringify(line)}`);
+    }
+    assert.deepEqual(one.log.sent.map((f) => f.data), ['hello from the lecture page'], 'sent as raw text');
+    assert.equal(jsonFrames(one.log.received).find((m) => m.type === 'message').own, true);
+    assert.equal(jsonFrames(two.log.received).find((m) => m.type === 'message').own, false);
+    noPageErrors(one, two);
+    await one.context.close();
+    await two.context.close();
+  });
+
+  test('lecture 2: {"type":"message","params":{"value"}} over /ws, params.value shown', async () => {
+    const srv = await startServer(LECTURE2);
+    servers.push(srv);
+    const url = `http://127.0.0.1:${srv.port}/`;
+    const one = await openPage(browser, url);
+    const two = await openPage(browser, url);
+    for (const u of [one, two]) {
+      const w = await waitForFrame(u.log, (m) => m.type === 'welcome', 'welcome');
+      assert.equal(u.log.sockets[0], `ws://127.0.0.1:${srv.port}/ws`);
+      await until(u.page, (t) => [...document.querySelectorAll('#messages > div')].some((d) => d.textContent === t),
+        w.params.value, 'the welcome shown through params.value');
+    }
+    await one.page.fill('input[name="message"]', 'hello via params');
+    await one.page.click('input[type="submit"]');
+    for (const u of [one, two]) {
+      await until(u.page, () => document.querySelector('#messages > div')?.textContent === 'hello via params',
+        null, 'newest message on top');
+    }
+    assert.deepEqual(one.log.sent.map((f) => f.data),
+      ['{"type":"message","params":{"value":"hello via params"}}']);
+    const mine = jsonFrames(one.log.received).find((m) => m.type === 'message');
+    assert.deepEqual(mine.params, { value: 'hello via params' });
+    assert.equal(mine.text, 'hello via params');
+    // Every frame the server sent carried params.value (the page would
+    // have thrown on one that did not).
+    for (const u of [one, two]) {
+      for (const m of jsonFrames(u.log.received)) {
+        assert.equal(typeof m.params?.value, 'string', `params.value in ${JSON.stringify(m)}`);
+      }
+    }
+    noPageErrors(one, two);
+    await one.context.close();
+    await two.context.close();
+  });
+});
