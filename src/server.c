@@ -250,6 +250,10 @@ int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
   return server_start_listener(s, l, 0);
 }
 
+void *wshub_server_user(const wshub_server_t *s) {
+  return s->cfg.user;
+}
+
 int wshub_server_port(const wshub_server_t *s) {
   return s->port;
 }

@@ -65,7 +65,9 @@ typedef int (*wshub_request_cb)(wshub_response_t *res,
 
 /* Called before the 101 is sent: return 0 to accept the WebSocket, or an
  * HTTP status (400-599) to refuse it. The client exists already: it may be
- * given user data, join rooms and be sent messages (they follow the 101). */
+ * given user data, join rooms and be sent messages (they follow the 101).
+ * A refused client is dropped without on_close: release whatever was
+ * attached to it before returning the status. */
 typedef int (*wshub_open_cb)(wshub_client_t *c, const wshub_request_t *req,
                              void *user);
 /* A complete message (text is valid UTF-8). `data` is borrowed. */
@@ -143,6 +145,9 @@ int wshub_listen_fd(wshub_server_t *server, uv_os_sock_t fd);
  * the caller's own listening uv_tcp_t; the accepted connection is served
  * by wshub. */
 int wshub_accept(wshub_server_t *server, uv_stream_t *listener);
+
+/* The `user` pointer of the configuration (e.g. from a close callback). */
+void *wshub_server_user(const wshub_server_t *server);
 
 /* The port of the first listener (useful after listening on port 0). */
 int wshub_server_port(const wshub_server_t *server);
