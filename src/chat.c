@@ -42,6 +42,7 @@ void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->max_text = 4000;
   cfg->history = 100;
   cfg->max_rooms = 10000;
+  cfg->presence_limit = 100;
 }
 
 wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
@@ -215,14 +216,47 @@ static void chat_error(wshub_client_t *c, const char *code, const char *text) {
   json_decref(o);
 }
 
+typedef struct {
+  json_t *list;
+  size_t max;
+} chat_members_t;
+
 static void chat_add_member(wshub_client_t *c, void *arg) {
-  json_array_append_new(arg, chat_member(c));
+  chat_members_t *m = arg;
+  if (json_array_size(m->list) < m->max)
+    json_array_append_new(m->list, chat_member(c));
 }
 
-static json_t *chat_members(wshub_server_t *s, const char *room) {
-  json_t *a = json_array();
-  wshub_room_foreach(s, room, chat_add_member, a);
-  return a;
+/* Sets "members" (at most presence_limit of them) and "member_count". */
+static void chat_set_members(const wshub_chat_t *chat, json_t *o,
+                             wshub_server_t *s, const char *room) {
+  chat_members_t m = {json_array(), chat->cfg.presence_limit};
+  size_t n = wshub_room_foreach(s, room, chat_add_member, &m);
+  json_object_set_new(o, "members", m.list);
+  json_object_set_new(o, "member_count", json_integer((json_int_t)n));
+}
+
+/* Rooms larger than presence_limit get no join/leave/nick notices: each
+ * would cost a frame per member, N² for N joins. */
+static int chat_announces(const wshub_chat_t *chat, const wshub_client_t *c,
+                          const char *room) {
+  return wshub_room_size(wshub_client_server(c), room) <=
+         chat->cfg.presence_limit;
+}
+
+/* A join or leave notice to the others in room. */
+static void chat_presence(const wshub_chat_t *chat, wshub_client_t *c,
+                          const char *room, const char *type,
+                          const char *verb) {
+  if (!chat_announces(chat, c, room))
+    return;
+  char text[200];
+  snprintf(text, sizeof(text), "%s %s %s", chat_nick(c), verb, room);
+  json_t *o = chat_msg(type, text);
+  json_object_set_new(o, "room", json_string(room));
+  json_object_set_new(o, "member", chat_member(c));
+  chat_send_room(c, room, o);
+  json_decref(o);
 }
 
 static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
@@ -319,24 +353,8 @@ static int chat_enter(wshub_chat_t *chat, wshub_client_t *c, const char *room) {
     chat_error(c, "internal", "Could not join the room");
     return -1;
   }
-  char text[200];
-  snprintf(text, sizeof(text), "%s joined %s", chat_nick(c), room);
-  json_t *o = chat_msg("join", text);
-  json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "member", chat_member(c));
-  chat_send_room(c, room, o);
-  json_decref(o);
+  chat_presence(chat, c, room, "join", "joined");
   return 0;
-}
-
-static void chat_exit(wshub_client_t *c, const char *room) {
-  char text[200];
-  snprintf(text, sizeof(text), "%s left %s", chat_nick(c), room);
-  json_t *o = chat_msg("leave", text);
-  json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "member", chat_member(c));
-  chat_send_room(c, room, o);
-  json_decref(o);
 }
 
 /* Sends `gap` if the ring no longer holds every message after `after`. */
@@ -384,7 +402,7 @@ static void chat_joined(wshub_chat_t *chat, wshub_client_t *c, const char *room,
   snprintf(text, sizeof(text), "You joined %s", room);
   json_t *o = chat_msg("joined", text);
   json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "members", chat_members(wshub_client_server(c), room));
+  chat_set_members(chat, o, wshub_client_server(c), room);
   json_object_set_new(o, "history",
                       with_history
                           ? chat_history(chat, r, 0, CHAT_WELCOME_HISTORY, c)
@@ -463,7 +481,8 @@ static void chat_direct(wshub_client_t *c, const char *to, const char *text,
   json_decref(o);
 }
 
-static void chat_set_nick(wshub_client_t *c, const char *nick, size_t len) {
+static void chat_set_nick(const wshub_chat_t *chat, wshub_client_t *c,
+                          const char *nick, size_t len) {
   chat_user_t *u = wshub_client_data(c);
   char old[CHAT_NICK_BYTES];
   snprintf(old, sizeof(old), "%s", u->nick);
@@ -477,6 +496,8 @@ static void chat_set_nick(wshub_client_t *c, const char *nick, size_t len) {
   chat_send(c, o);
   for (size_t i = 0; i < wshub_client_room_count(c); i++) {
     const char *room = wshub_client_room(c, i);
+    if (!chat_announces(chat, c, room))
+      continue;
     json_object_set_new(o, "room", json_string(room));
     chat_send_room(c, room, o);
   }
@@ -560,7 +581,7 @@ static void chat_on_json(wshub_chat_t *chat, wshub_client_t *c,
       chat_error(c, "not_in_room", "You are not in that room");
       return;
     }
-    chat_exit(c, room);
+    chat_presence(chat, c, room, "leave", "left");
     char name[65];
     snprintf(name, sizeof(name), "%s", room);
     wshub_leave(c, name);
@@ -584,7 +605,7 @@ static void chat_on_json(wshub_chat_t *chat, wshub_client_t *c,
                  "characters, not all blank");
       return;
     }
-    chat_set_nick(c, nick, len);
+    chat_set_nick(chat, c, nick, len);
   } else if (strcmp(type, "resume") == 0) {
     if (chat_room_arg(c, o, &room) != 0)
       return;
@@ -675,7 +696,7 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   json_object_set_new(o, "nick", json_string(u->nick));
   json_object_set_new(o, "room", json_string(room));
   json_object_set_new(o, "rooms", json_pack("[s]", room));
-  json_object_set_new(o, "members", chat_members(wshub_client_server(c), room));
+  chat_set_members(chat, o, wshub_client_server(c), room);
   json_object_set_new(
       o, "history",
       chat_history(chat, r, resume ? after : 0,
@@ -700,9 +721,9 @@ static void chat_on_close(wshub_client_t *c, int code, const char *reason,
                           void *user) {
   (void)code;
   (void)reason;
-  (void)user;
+  wshub_chat_t *chat = user;
   for (size_t i = 0; i < wshub_client_room_count(c); i++)
-    chat_exit(c, wshub_client_room(c, i));
+    chat_presence(chat, c, wshub_client_room(c, i), "leave", "left");
   free(wshub_client_data(c));
   wshub_client_set_data(c, NULL);
 }

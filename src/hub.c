@@ -160,6 +160,11 @@ size_t wshub_room_foreach(wshub_server_t *s, const char *room,
   return r->n;
 }
 
+size_t wshub_room_size(const wshub_server_t *s, const char *room) {
+  const hub_room_t *r = hub_room(s, room);
+  return r ? r->n : 0;
+}
+
 size_t wshub_room_count(const wshub_server_t *s) {
   return s->hub.rooms.count;
 }

@@ -86,6 +86,9 @@ static void usage(FILE *f) {
       "4000)\n"
       "  --history N              messages kept per room for resume (default "
       "100)\n"
+      "  --presence-limit N       rooms larger than N get no join/leave/nick\n"
+      "                           notices, and member lists of N (default "
+      "200)\n"
       "\n"
       "Process:\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
@@ -167,6 +170,7 @@ enum {
   OPT_LOG_LEVEL,
   OPT_MAX_TEXT,
   OPT_HISTORY,
+  OPT_PRESENCE_LIMIT,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -192,6 +196,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"max-text", required_argument, NULL, OPT_MAX_TEXT},
       {"history", required_argument, NULL, OPT_HISTORY},
+      {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -285,7 +290,8 @@ static int parse_args(main_t *m, int argc, char **argv) {
       cfg->echo = 1;
       break;
     case OPT_MAX_TEXT:
-    case OPT_HISTORY: {
+    case OPT_HISTORY:
+    case OPT_PRESENCE_LIMIT: {
       size_t v;
       if (parse_size(optarg, &v) != 0 || (v == 0 && ch == OPT_MAX_TEXT) ||
           v > 1000000000)
@@ -294,8 +300,10 @@ static int parse_args(main_t *m, int argc, char **argv) {
                                       : "expected a count");
       if (ch == OPT_MAX_TEXT)
         m->chat_cfg.max_text = v;
-      else
+      else if (ch == OPT_HISTORY)
         m->chat_cfg.history = v;
+      else
+        m->chat_cfg.presence_limit = v;
       break;
     }
     case OPT_LOG_LEVEL: {

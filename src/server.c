@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "frame.h"
 #include "http.h"
 
 void wshub_config_init(wshub_config_t *cfg) {
@@ -52,6 +53,12 @@ void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
   strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
   fprintf(stderr, "%s.%03dZ %s %s\n", ts, (int)(tv.tv_usec / 1000),
           names[level], msg);
+}
+
+wshub_buf_t *wshub_server_ping_frame(wshub_server_t *s) {
+  if (s->ping == NULL)
+    s->ping = wshub_frame_build(WSHUB_OP_PING, "wshub", 5);
+  return s->ping;
 }
 
 const char *wshub_server_date(wshub_server_t *s) {
@@ -265,6 +272,7 @@ static void server_free_if_done(wshub_server_t *s) {
   if (cb)
     cb(s);
   wshub_hub_free(&s->hub);
+  wshub_buf_unref(s->ping);
   free(s);
 }
 

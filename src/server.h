@@ -32,6 +32,7 @@ struct wshub_server_s {
   size_t nconns;
   wshub_conn_t *dirty; /* connections with unflushed writes */
   wshub_hub_t hub;     /* WebSocket clients and rooms */
+  wshub_buf_t *ping;   /* the keep-alive ping frame, shared by everyone */
 
   char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
   size_t root_len;
@@ -58,6 +59,9 @@ void wshub_server_mark_dirty(wshub_server_t *s, wshub_conn_t *c);
  * freed while work is in flight. */
 void wshub_server_work_begin(wshub_server_t *s);
 void wshub_server_work_end(wshub_server_t *s);
+
+/* The keep-alive ping frame (built once; borrowed). */
+wshub_buf_t *wshub_server_ping_frame(wshub_server_t *s);
 
 /* The current Date header value (cached per second). */
 const char *wshub_server_date(wshub_server_t *s);

@@ -6,6 +6,13 @@
  * shared), which keeps order because wslay's send callback copies every
  * byte it produces straight into the same connection queue.
  *
+ * A wslay context costs about 9 KiB, so an idle connection holds none: one
+ * is created when bytes arrive and freed again once wslay holds no partial
+ * frame, no unfinished fragmented message and nothing to send (the frame
+ * callbacks tell us how many bytes complete frames used, so "everything fed
+ * was consumed" is exact). Keep-alive pings are prebuilt frames. Once a
+ * close handshake starts the context stays until the end.
+ *
  * Application callbacks run inside wslay_event_recv(); if one of them ends
  * up closing the connection, the wslay context is freed only after
  * wslay_event_recv() has returned (`in_recv` / `dead`).
@@ -21,19 +28,23 @@
 #include "server.h"
 
 struct wshub_ws_s {
-  wslay_event_context_ptr ctx;
+  wslay_event_context_ptr ctx; /* NULL while quiescent */
   wshub_conn_t *conn;
   wshub_client_t *client; /* NULL once gone */
   const uint8_t *in;      /* input being fed to wslay, borrowed */
   size_t in_len;
+  uint64_t fed;        /* bytes given to the current context */
+  uint64_t consumed;   /* bytes of complete frames it parsed */
+  uint64_t frame_len;  /* header + payload of the frame being parsed */
   uint64_t last_rx;    /* uv_now() of the last byte received */
   uint16_t close_code; /* received from the peer, 0 if none */
   uint8_t pinged;      /* a keep-alive ping is unanswered */
-  uint8_t closing;     /* we queued a close frame ourselves */
+  uint8_t closing;     /* a close handshake started (either side) */
   uint8_t failed;      /* our send callback failed */
   uint8_t in_recv;     /* inside wslay_event_recv() */
   uint8_t dead;        /* the connection closed during in_recv */
   uint8_t bad_close;   /* the peer's close frame had a 1-byte payload */
+  uint8_t in_message;  /* a fragmented data message is unfinished */
   char close_reason[124];
 };
 
@@ -63,6 +74,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   memcpy(buf, ws->in, n);
   ws->in += n;
   ws->in_len -= n;
+  ws->fed += n;
   return (ssize_t)n;
 }
 
@@ -80,7 +92,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 
 static int ws_can_send(const wshub_ws_t *ws) {
   return !ws->dead && !ws->closing && !ws->failed &&
-         wslay_event_get_read_enabled(ws->ctx) && wshub_conn_is_open(ws->conn);
+         (ws->ctx == NULL || wslay_event_get_read_enabled(ws->ctx)) &&
+         wshub_conn_is_open(ws->conn);
 }
 
 int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
@@ -92,11 +105,21 @@ int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
 void wshub_ws_drop_slow(wshub_ws_t *ws) {
   if (ws->dead || !wshub_conn_is_open(ws->conn))
     return;
-  wshub_log(ws->conn->server, WSHUB_LOG_WARN,
-            "%s: slow consumer (%zu bytes queued), disconnecting",
-            ws->conn->peer, ws->conn->queued);
+  wshub_conn_t *c = ws->conn;
+  wshub_log(c->server, WSHUB_LOG_WARN,
+            "%s: slow consumer (%zu bytes queued), disconnecting", c->peer,
+            c->queued);
   ws->failed = 1;
-  wshub_conn_close_later(ws->conn);
+  /* Say why, if the socket takes it at once; the queue is dropped. */
+  wshub_buf_t *f = wshub_frame_close(1008, "slow consumer: too many bytes "
+                                           "queued");
+  if (f != NULL) {
+    uv_buf_t b = uv_buf_init(f->data, (unsigned)f->len);
+    if (c->wq_writing == 0)
+      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    wshub_buf_unref(f);
+  }
+  wshub_conn_close_later(c);
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx,
@@ -113,6 +136,7 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
       ws->failed = 1;
     return;
   case WSLAY_CONNECTION_CLOSE:
+    ws->closing = 1;
     ws->close_code = m->status_code ? m->status_code : 1005;
     if (m->msg_length > 2) {
       size_t n = m->msg_length - 2;
@@ -145,17 +169,65 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
                       m->opcode == WSLAY_BINARY_FRAME, s->cfg.user);
 }
 
-/* RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte code.
- * wslay treats a 1-byte body like an empty one; remember it so the pump can
- * answer 1002 instead. */
+/* Frame boundaries, for knowing when wslay holds no partial input. Also
+ * RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte code;
+ * wslay treats a 1-byte body like an empty one, so remember it and let the
+ * pump answer 1002 instead. */
 static void
 ws_on_frame_start(wslay_event_context_ptr ctx,
                   const struct wslay_event_on_frame_recv_start_arg *f,
                   void *user) {
   (void)ctx;
   wshub_ws_t *ws = user;
+  uint64_t len = f->payload_length;
+  /* Client frames are masked (4 bytes); wslay rejects non-minimal lengths. */
+  ws->frame_len = 2 + 4 + (len < 126 ? 0 : len <= 0xffff ? 2 : 8) + len;
+  if (f->opcode == WSLAY_TEXT_FRAME || f->opcode == WSLAY_BINARY_FRAME)
+    ws->in_message = !f->fin;
+  else if (f->opcode == WSLAY_CONTINUATION_FRAME && f->fin)
+    ws->in_message = 0;
   if (f->opcode == WSLAY_CONNECTION_CLOSE && f->payload_length == 1)
     ws->bad_close = 1;
+}
+
+static void ws_on_frame_end(wslay_event_context_ptr ctx, void *user) {
+  (void)ctx;
+  wshub_ws_t *ws = user;
+  ws->consumed += ws->frame_len;
+  ws->frame_len = 0;
+}
+
+static int ws_ctx_acquire(wshub_ws_t *ws) {
+  if (ws->ctx != NULL)
+    return 0;
+  static const struct wslay_event_callbacks callbacks = {
+      .recv_callback = ws_recv_cb,
+      .send_callback = ws_send_cb,
+      .on_msg_recv_callback = ws_on_msg,
+      .on_frame_recv_start_callback = ws_on_frame_start,
+      .on_frame_recv_end_callback = ws_on_frame_end,
+  };
+  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+    ws->ctx = NULL;
+    return UV_ENOMEM;
+  }
+  wslay_event_config_set_max_recv_msg_length(ws->ctx,
+                                             ws->conn->server->cfg.max_message);
+  ws->fed = ws->consumed = 0;
+  return 0;
+}
+
+static void ws_ctx_release(wshub_ws_t *ws) {
+  if (ws->ctx != NULL)
+    wslay_event_context_free(ws->ctx);
+  ws->ctx = NULL;
+}
+
+/* True when dropping the context loses nothing. */
+static int ws_quiescent(const wshub_ws_t *ws) {
+  return ws->ctx != NULL && !ws->closing && !ws->failed && !ws->in_message &&
+         ws->fed == ws->consumed && wslay_event_get_read_enabled(ws->ctx) &&
+         !wslay_event_want_write(ws->ctx);
 }
 
 /* Fails the connection with our own close frame, bypassing wslay, whose
@@ -165,19 +237,26 @@ static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
   if (f != NULL)
     wshub_conn_send_buf(ws->conn, f);
   wshub_buf_unref(f);
+  ws->closing = 1;
   wshub_log(ws->conn->server, WSHUB_LOG_INFO, "%s: websocket failed: %u %s",
             ws->conn->peer, code, reason);
   wshub_conn_end(ws->conn);
 }
 
 static void ws_free(wshub_ws_t *ws) {
-  wslay_event_context_free(ws->ctx);
+  ws_ctx_release(ws);
   free(ws);
 }
 
 /* The pump: feed input to wslay, emit what it queued, settle the state. */
 static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
   wshub_conn_t *c = ws->conn;
+  if (len > 0 && ws_ctx_acquire(ws) != 0) {
+    wshub_conn_close(c);
+    return;
+  }
+  if (ws->ctx == NULL)
+    return; /* nothing to feed, nothing held */
   if (len > 0 && wslay_event_want_read(ws->ctx)) {
     ws->in = data;
     ws->in_len = len;
@@ -208,16 +287,26 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
   if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
     /* Close frames exchanged, or we failed the connection: the server
      * closes the TCP connection first (RFC 6455 §7.1.1). */
+    ws->closing = 1;
     wshub_conn_end(c);
     return;
   }
-  if (wslay_event_get_close_sent(ws->ctx))
+  if (wslay_event_get_close_sent(ws->ctx)) {
+    ws->closing = 1;
     wshub_conn_timer(c, c->server->cfg.close_timeout_ms);
+    return;
+  }
+  if (ws_quiescent(ws))
+    ws_ctx_release(ws);
 }
 
 void wshub_ws_close(wshub_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->dead || ws->closing || !wshub_conn_is_open(ws->conn))
     return;
+  if (ws_ctx_acquire(ws) != 0) {
+    wshub_conn_close(ws->conn);
+    return;
+  }
   ws->closing = 1;
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123)
@@ -244,7 +333,7 @@ static void ws_on_eof(wshub_conn_t *c, int err) {
 static void ws_on_timer(wshub_conn_t *c) {
   wshub_ws_t *ws = c->proto_data;
   wshub_server_t *s = c->server;
-  if (ws->closing || wslay_event_get_close_sent(ws->ctx)) {
+  if (ws->closing) {
     wshub_log(s, WSHUB_LOG_INFO, "%s: close handshake timed out", c->peer);
     wshub_conn_close(c);
     return;
@@ -262,12 +351,10 @@ static void ws_on_timer(wshub_conn_t *c) {
     wshub_conn_timer(c, interval - idle);
     return;
   }
-  struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"wshub", 5};
-  if (wslay_event_queue_msg(ws->ctx, &ping) == 0)
+  wshub_buf_t *ping = wshub_server_ping_frame(s);
+  if (ping != NULL && wshub_ws_send_frame(ws, ping) == 0)
     ws->pinged = 1;
-  ws_proceed(ws, NULL, 0);
-  if (wshub_conn_is_open(c))
-    wshub_conn_timer(c, interval);
+  wshub_conn_timer(c, interval);
 }
 
 static void ws_on_shutdown(wshub_conn_t *c) {
@@ -309,22 +396,10 @@ wshub_ws_t *wshub_ws_new(wshub_conn_t *c) {
   wshub_ws_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL)
     return NULL;
-  static const struct wslay_event_callbacks callbacks = {
-      .recv_callback = ws_recv_cb,
-      .send_callback = ws_send_cb,
-      .on_msg_recv_callback = ws_on_msg,
-      .on_frame_recv_start_callback = ws_on_frame_start,
-  };
-  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
-    free(ws);
-    return NULL;
-  }
-  wshub_server_t *s = c->server;
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, s->cfg.max_message);
   ws->conn = c;
-  ws->client = wshub_hub_client_new(s, ws, c->peer);
+  ws->client = wshub_hub_client_new(c->server, ws, c->peer);
   if (ws->client == NULL) {
-    ws_free(ws);
+    free(ws);
     return NULL;
   }
   return ws;

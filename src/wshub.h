@@ -201,6 +201,7 @@ const char *wshub_client_room(const wshub_client_t *c, size_t i);
 size_t wshub_room_foreach(wshub_server_t *s, const char *room,
                           void (*fn)(wshub_client_t *c, void *arg), void *arg);
 size_t wshub_room_count(const wshub_server_t *s); /* rooms with members */
+size_t wshub_room_size(const wshub_server_t *s, const char *room);
 
 /* Answers the request of on_request: status line, Content-Type (if not
  * NULL), `headers` (complete "Name: value\r\n" lines, may be NULL),
@@ -215,9 +216,12 @@ int wshub_respond(wshub_response_t *res, int status, const char *content_type,
 typedef struct wshub_chat_s wshub_chat_t;
 
 typedef struct {
-  size_t max_text;  /* bytes of a message's text (default 4000) */
-  size_t history;   /* messages kept per room (default 100) */
-  size_t max_rooms; /* rooms with history, server-wide (default 10000) */
+  size_t max_text;       /* bytes of a message's text (default 4000) */
+  size_t history;        /* messages kept per room (default 100) */
+  size_t max_rooms;      /* rooms with history, server-wide (default 10000) */
+  size_t presence_limit; /* rooms with more members than this get no
+                            join/leave/nick notices, and member lists are
+                            cut to this many (default 100) */
 } wshub_chat_config_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg);

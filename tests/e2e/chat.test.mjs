@@ -86,7 +86,7 @@ async function sendAndCollect(c, all, room, text) {
 async function joinRoom(c, room) {
   c.send({ type: 'join', room });
   const m = await c.next({ type: 'joined', room });
-  assertKeys(m, ['history', 'last_id', 'members', 'room']);
+  assertKeys(m, ['history', 'last_id', 'member_count', 'members', 'room']);
   return m;
 }
 
@@ -105,7 +105,7 @@ describe('chat (default options)', () => {
     const { port } = server;
     const a = await tr.open(port);
     const w = await a.welcome();
-    assertKeys(w, ['history', 'id', 'last_id', 'members', 'nick', 'room', 'rooms']);
+    assertKeys(w, ['history', 'id', 'last_id', 'member_count', 'members', 'nick', 'room', 'rooms']);
     assert.match(w.id, /^c\d+$/);
     assert.match(w.nick, /^guest-\d+$/);
     assert.equal(w.room, 'lobby');
@@ -295,7 +295,7 @@ describe('chat (default options)', () => {
     a.send({ type: 'join', room: other });
     const j = await a.shift();
     assert.equal(j.type, 'joined');
-    assertKeys(j, ['history', 'last_id', 'members', 'room']);
+    assertKeys(j, ['history', 'last_id', 'member_count', 'members', 'room']);
     assert.equal(j.room, other);
     assert.deepEqual(j.members, [a.member]);
     assert.deepEqual(j.history, []);
@@ -963,5 +963,49 @@ describe('chat membership cleanup (--ping-interval 0.3)', () => {
     for (const c of [w, stay, fresh]) assertMessageObject(await c.next('message'), { text: 'roll call', own: c === w });
     await w.expectNothing('leave');
     assert.equal(stay.closeInfo, null, 'a client answering pings stays connected');
+  });
+});
+
+describe('chat large rooms (--presence-limit 2)', () => {
+  let server;
+  const tr = new Tracker();
+  before(async () => { server = await chatServer(['--presence-limit', '2']); });
+  after(async () => {
+    await tr.closeAll();
+    await server.stop();
+  });
+
+  test('no join/leave/nick notices past the limit; member lists are cut, member_count is true', async () => {
+    const { port } = server;
+    const room = uniqueRoom('big');
+    const a = await tr.join(port, { room });
+    assert.equal(a.welcomeMsg.member_count, 1);
+    const b = await tr.join(port, { room });
+    // Two members: still within the limit, so a hears about b.
+    await a.next({ type: 'join', room, member: { id: b.welcomeMsg.id, nick: b.welcomeMsg.nick } });
+    assert.equal(b.welcomeMsg.member_count, 2);
+    assert.equal(b.welcomeMsg.members.length, 2);
+    const c = await tr.join(port, { room });
+    // Three members: over the limit, no notice; the list holds 2 of 3.
+    assert.equal(c.welcomeMsg.member_count, 3);
+    assert.equal(c.welcomeMsg.members.length, 2);
+    await a.expectNothing((m) => m.type === 'join');
+    await b.expectNothing((m) => m.type === 'join');
+    c.send({ type: 'nick', name: 'carol' });
+    const self = await c.next({ type: 'nick' });
+    assert.equal(self.member.nick, 'carol', 'the client still gets its own nick notice');
+    await a.expectNothing((m) => m.type === 'nick');
+    // Messages still reach everyone.
+    c.send('hello big room');
+    for (const x of [a, b, c]) {
+      const m = await x.next({ type: 'message', text: 'hello big room' });
+      assert.equal(m.own, x === c);
+    }
+    await c.close();
+    await a.expectNothing((m) => m.type === 'leave');
+    // Back at the limit: b leaving is announced to a again.
+    await b.close();
+    const l = await a.next({ type: 'leave', room });
+    assert.equal(l.member.id, b.welcomeMsg.id);
   });
 });

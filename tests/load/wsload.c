@@ -1,0 +1,1467 @@
+/*
+ * wsload.c — a WebSocket chat load generator (Linux, epoll, one thread).
+ *
+ * Opens C client connections to a chat server that relays every message it
+ * gets to all of its clients (wshub, the lecture's Node.js chat, or any
+ * other), lets S of them send messages at an aggregate rate or as fast as a
+ * window of unanswered messages allows, and measures deliveries and delivery
+ * latency from a marker inside each message:
+ *
+ *   wsl:<run id, 8 hex>:<sender index>:<seq>:<send time, CLOCK_MONOTONIC ns>
+ *
+ * Whatever the server wraps around the text (JSON, "me: " prefixes), the
+ * first marker found in a received text message is the one counted. Other
+ * modes hold connections idle (memory measurement) or only measure the
+ * opening handshake rate. At the end it prints exactly one line that starts
+ * with "RESULT " (key=value pairs; see tests/load/README.md) on stdout;
+ * progress goes to stderr.
+ *
+ * The WebSocket client is its own: opening handshake (random key, 101 and
+ * Sec-WebSocket-Accept checked with OpenSSL's SHA-1 and base64), masked
+ * client frames, unmasked server frames with 7/16/64-bit lengths,
+ * fragmented messages reassembled, pings answered, close handshake.
+ *
+ * Ownership: everything lives in one wsl_ctx_t created in main(): the
+ * connection array, each connection's heap buffers (in: bytes not yet
+ * parsed; msg: a fragmented message being reassembled; out: bytes the
+ * kernel did not take yet) and the shared read and frame scratch buffers.
+ * Each buffer is owned by its connection and freed when it closes or at
+ * exit. No globals.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define WSL_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WSL_RBUF_SIZE (256 * 1024)
+#define WSL_MAX_HEAD 16384
+#define WSL_MAX_MESSAGE (64u * 1024 * 1024)
+#define WSL_NS 1000000000ull
+#define WSL_CLOSE_WAIT_NS (2 * WSL_NS)
+#define WSL_SIGNAL_TAG UINT32_MAX
+/* Per-(receiver, sender) duplicate tracking is kept up to this many
+ * entries (4 bytes each); beyond it duplicates are reported as -1. */
+#define WSL_MAX_SEQ_TRACK (64u * 1024 * 1024)
+
+/* Latency histogram: microseconds, exact below 128 us, then 64 linear
+ * sub-buckets per power of two (under 1.6% error), up to 2^37 us. */
+#define WSL_HIST_SUB 64
+#define WSL_HIST_BUCKETS (128 + 31 * WSL_HIST_SUB)
+
+enum { WSL_FMT_RAW, WSL_FMT_CHAT_JSON, WSL_FMT_LECTURE2 };
+
+enum {
+  WSL_ST_IDLE,       /* not started */
+  WSL_ST_CONNECTING, /* connect() in progress */
+  WSL_ST_HANDSHAKE,  /* request sent, waiting for the 101 */
+  WSL_ST_OPEN,       /* WebSocket open */
+  WSL_ST_CLOSING,    /* our close frame sent, waiting for the server's */
+  WSL_ST_DONE,       /* socket closed */
+};
+
+enum { WSL_PH_CONNECT, WSL_PH_HOLD, WSL_PH_SEND, WSL_PH_DRAIN, WSL_PH_CLOSE };
+
+typedef struct wsl_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} wsl_buf_t;
+
+typedef struct wsl_hist {
+  uint64_t counts[WSL_HIST_BUCKETS];
+  uint64_t total;
+  uint64_t max_ns;
+  long double sum_ns;
+} wsl_hist_t;
+
+typedef struct wsl_conn {
+  int fd;
+  uint32_t index;
+  uint8_t state;
+  bool in_msg;       /* a fragmented message is being reassembled */
+  bool want_out;     /* EPOLLOUT armed */
+  bool failed;       /* counted as an error already */
+  uint8_t msg_opcode;
+  uint64_t t_state;  /* when the current state began (ns) */
+  uint64_t t_start;  /* when connect() was called (ns) */
+  wsl_buf_t in;
+  wsl_buf_t msg;
+  wsl_buf_t out;
+  char key[25];      /* Sec-WebSocket-Key while in HANDSHAKE */
+} wsl_conn_t;
+
+typedef struct wsl_sender {
+  uint64_t seq;      /* last sequence number sent */
+  uint32_t inflight; /* sent, not yet received back by this sender */
+  uint64_t next_ns;  /* next scheduled send (rate mode) */
+} wsl_sender_t;
+
+typedef struct wsl_opts {
+  char host[256];
+  char port[8];
+  char path[1024];
+  uint32_t connections;
+  uint32_t senders;
+  double rate;
+  uint32_t window;
+  bool window_set;
+  double duration;
+  double warmup;
+  uint32_t source_ips;
+  double connect_rate;
+  uint32_t concurrency;
+  double hold;
+  bool hold_set;
+  bool handshake_only;
+  uint32_t payload;
+  int format;
+  double drain;
+  double timeout;
+  double connect_timeout;
+  bool quiet;
+} wsl_opts_t;
+
+typedef struct wsl_ctx {
+  wsl_opts_t opt;
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  int epfd;
+  int sigfd;
+  wsl_conn_t *conns;
+  wsl_sender_t *senders;
+  uint32_t *last_seq; /* [receiver * senders + sender], or NULL */
+  char *rbuf;
+  char *fbuf;         /* outgoing frame scratch */
+  size_t fbuf_cap;
+  char *text;         /* outgoing message scratch */
+  size_t text_cap;
+  char run_id[9];
+  uint64_t rng;
+  int phase;
+  bool interrupted;
+  /* counters */
+  uint32_t started;
+  uint32_t inflight; /* CONNECTING + HANDSHAKE (+ CLOSING in handshake mode) */
+  uint32_t open;
+  uint32_t connected; /* ever reached OPEN */
+  uint32_t settled;   /* reached OPEN or failed */
+  uint64_t connect_errors;
+  uint64_t handshake_errors;
+  uint64_t protocol_errors;
+  uint64_t closed_unexpected;
+  uint64_t sent;
+  uint64_t expected;
+  uint64_t delivered;
+  uint64_t warmup_sent;
+  int64_t duplicates;
+  uint64_t frames_in;
+  uint64_t bytes_in;
+  /* times (ns, CLOCK_MONOTONIC) */
+  uint64_t t_begin;
+  uint64_t t_connected;
+  uint64_t t_first_connect;
+  uint64_t t_last_upgrade;
+  uint64_t t_warm_start;
+  uint64_t t_measure;
+  uint64_t t_send_end;
+  uint64_t t_last_delivery;
+  uint64_t t_end;
+  uint64_t t_progress;
+  uint64_t t_sweep;
+  wsl_hist_t lat;
+  wsl_hist_t hs;
+} wsl_ctx_t;
+
+/* ---------------------------------------------------------------- utils */
+
+static uint64_t wsl_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * WSL_NS + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wsl_secs_ns(double s) {
+  return s <= 0 ? 0 : (uint64_t)(s * 1e9);
+}
+
+static uint64_t wsl_rand(wsl_ctx_t *ctx) {
+  /* xorshift64*: mask keys need not be unpredictable for a load tool. */
+  uint64_t x = ctx->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  ctx->rng = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void wsl_die_oom(void) {
+  fputs("wsload: out of memory\n", stderr);
+  exit(1);
+}
+
+static void buf_reserve(wsl_buf_t *b, size_t need) {
+  if (b->len + need <= b->cap)
+    return;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + need)
+    cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (!p)
+    wsl_die_oom();
+  b->data = p;
+  b->cap = cap;
+}
+
+static void buf_append(wsl_buf_t *b, const void *data, size_t len) {
+  buf_reserve(b, len);
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+}
+
+static void buf_consume(wsl_buf_t *b, size_t n) {
+  if (n >= b->len) {
+    b->len = 0;
+    return;
+  }
+  memmove(b->data, b->data + n, b->len - n);
+  b->len -= n;
+}
+
+static void buf_free(wsl_buf_t *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------------ histogram */
+
+static size_t hist_index(uint64_t us) {
+  if (us < 128)
+    return (size_t)us;
+  int msb = 63 - __builtin_clzll(us);
+  if (msb > 37)
+    return WSL_HIST_BUCKETS - 1;
+  int shift = msb - 6;
+  size_t sub = (size_t)(us >> shift) - WSL_HIST_SUB;
+  return 128 + (size_t)(msb - 7) * WSL_HIST_SUB + sub;
+}
+
+/* The middle of bucket i, in microseconds. */
+static double hist_value(size_t i) {
+  if (i < 128)
+    return (double)i + 0.5;
+  size_t k = i - 128;
+  int shift = (int)(k / WSL_HIST_SUB) + 1;
+  uint64_t lo = (uint64_t)(k % WSL_HIST_SUB + WSL_HIST_SUB) << shift;
+  return (double)lo + (double)(1ull << shift) / 2.0;
+}
+
+static void hist_add(wsl_hist_t *h, uint64_t ns) {
+  h->counts[hist_index(ns / 1000)]++;
+  h->total++;
+  h->sum_ns += (long double)ns;
+  if (ns > h->max_ns)
+    h->max_ns = ns;
+}
+
+/* Percentile p (0..1) in milliseconds, never above the exact maximum. */
+static double hist_pct_ms(const wsl_hist_t *h, double p) {
+  if (h->total == 0)
+    return 0;
+  uint64_t rank = (uint64_t)(p * (double)h->total + 0.999999);
+  if (rank < 1)
+    rank = 1;
+  uint64_t cum = 0;
+  double v = 0;
+  for (size_t i = 0; i < WSL_HIST_BUCKETS; i++) {
+    cum += h->counts[i];
+    if (cum >= rank) {
+      v = hist_value(i) / 1000.0;
+      break;
+    }
+  }
+  double max = (double)h->max_ns / 1e6;
+  return v > max ? max : v;
+}
+
+static double hist_mean_ms(const wsl_hist_t *h) {
+  return h->total ? (double)(h->sum_ns / (long double)h->total) / 1e6 : 0;
+}
+
+/* ------------------------------------------------------------- sockets */
+
+static void conn_set_events(wsl_ctx_t *ctx, wsl_conn_t *c, bool add) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.data.u32 = c->index;
+  if (c->state == WSL_ST_CONNECTING)
+    ev.events = EPOLLOUT;
+  else
+    ev.events = EPOLLIN | (c->want_out ? EPOLLOUT : 0);
+  epoll_ctl(ctx->epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void conn_set_state(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t st) {
+  bool was_flight = c->state == WSL_ST_CONNECTING ||
+                    c->state == WSL_ST_HANDSHAKE ||
+                    (ctx->opt.handshake_only && c->state == WSL_ST_CLOSING);
+  bool is_flight = st == WSL_ST_CONNECTING || st == WSL_ST_HANDSHAKE ||
+                   (ctx->opt.handshake_only && st == WSL_ST_CLOSING);
+  if (was_flight && !is_flight)
+    ctx->inflight--;
+  else if (!was_flight && is_flight)
+    ctx->inflight++;
+  if (c->state == WSL_ST_OPEN && st != WSL_ST_OPEN)
+    ctx->open--;
+  else if (c->state != WSL_ST_OPEN && st == WSL_ST_OPEN)
+    ctx->open++;
+  c->state = st;
+  c->t_state = wsl_now();
+}
+
+/* Closes the socket and frees the connection's buffers. */
+static void conn_finish(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (c->state == WSL_ST_DONE || c->state == WSL_ST_IDLE)
+    return;
+  if (c->state == WSL_ST_CONNECTING || c->state == WSL_ST_HANDSHAKE)
+    ctx->settled++;
+  if (c->fd >= 0) {
+    epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+  }
+  buf_free(&c->in);
+  buf_free(&c->msg);
+  buf_free(&c->out);
+  c->in_msg = false;
+  c->want_out = false;
+  conn_set_state(ctx, c, WSL_ST_DONE);
+}
+
+/* A connection ended by an error; `counter` says which kind. An open
+ * connection that dies outside the close phase is counted as closed. */
+static void conn_fail(wsl_ctx_t *ctx, wsl_conn_t *c, uint64_t *counter) {
+  if (!c->failed) {
+    if (counter)
+      (*counter)++;
+    else if (c->state == WSL_ST_OPEN && ctx->phase != WSL_PH_CLOSE)
+      ctx->closed_unexpected++;
+    if (counter || c->state == WSL_ST_OPEN)
+      c->failed = true;
+  }
+  conn_finish(ctx, c);
+}
+
+static void conn_flush(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  while (c->out.len > 0) {
+    ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+    if (n > 0) {
+      buf_consume(&c->out, (size_t)n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    conn_fail(ctx, c, NULL);
+    return;
+  }
+  bool want = c->out.len > 0;
+  if (want != c->want_out) {
+    c->want_out = want;
+    conn_set_events(ctx, c, false);
+  }
+}
+
+/* Sends bytes in order after anything already queued. */
+static void conn_write(wsl_ctx_t *ctx, wsl_conn_t *c, const void *data,
+                       size_t len) {
+  if (c->fd < 0)
+    return;
+  if (c->out.len == 0) {
+    ssize_t n;
+    do
+      n = send(c->fd, data, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      conn_fail(ctx, c, NULL);
+      return;
+    }
+    if (n < 0)
+      n = 0;
+    data = (const char *)data + n;
+    len -= (size_t)n;
+    if (len == 0)
+      return;
+  }
+  buf_append(&c->out, data, len);
+  if (!c->want_out) {
+    c->want_out = true;
+    conn_set_events(ctx, c, false);
+  }
+}
+
+/* Builds one masked client frame (FIN set) in ctx->fbuf and writes it. */
+static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
+                            const char *payload, size_t len) {
+  size_t need = len + 14;
+  if (need > ctx->fbuf_cap) {
+    char *p = realloc(ctx->fbuf, need);
+    if (!p)
+      wsl_die_oom();
+    ctx->fbuf = p;
+    ctx->fbuf_cap = need;
+  }
+  uint8_t *f = (uint8_t *)ctx->fbuf;
+  size_t h = 0;
+  f[h++] = (uint8_t)(0x80 | opcode);
+  if (len < 126) {
+    f[h++] = (uint8_t)(0x80 | len);
+  } else if (len <= 0xffff) {
+    f[h++] = 0x80 | 126;
+    f[h++] = (uint8_t)(len >> 8);
+    f[h++] = (uint8_t)len;
+  } else {
+    f[h++] = 0x80 | 127;
+    for (int i = 7; i >= 0; i--)
+      f[h++] = (uint8_t)((uint64_t)len >> (i * 8));
+  }
+  uint32_t m = (uint32_t)wsl_rand(ctx);
+  uint8_t mask[4] = {(uint8_t)m, (uint8_t)(m >> 8), (uint8_t)(m >> 16),
+                     (uint8_t)(m >> 24)};
+  memcpy(f + h, mask, 4);
+  h += 4;
+  for (size_t i = 0; i < len; i++)
+    f[h + i] = (uint8_t)payload[i] ^ mask[i & 3];
+  conn_write(ctx, c, f, h + len);
+}
+
+/* Starts our side of the close handshake (code 1000). */
+static void conn_close(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (c->state != WSL_ST_OPEN)
+    return;
+  const char code[2] = {(char)0x03, (char)0xe8};
+  conn_send_frame(ctx, c, 0x8, code, 2);
+  if (c->state == WSL_ST_OPEN)
+    conn_set_state(ctx, c, WSL_ST_CLOSING);
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static void ws_accept_for(const char *key, char out[29]) {
+  char in[64];
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  int n = snprintf(in, sizeof in, "%s%s", key, WSL_GUID);
+  EVP_Digest(in, (size_t)n, md, &mdlen, EVP_sha1(), NULL);
+  EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+}
+
+static void conn_send_request(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  unsigned char raw[16];
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t r = wsl_rand(ctx);
+    memcpy(raw + i, &r, 8);
+  }
+  EVP_EncodeBlock((unsigned char *)c->key, raw, 16);
+  char req[2048];
+  int n = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\n"
+                   "Host: %s:%s\r\n"
+                   "Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n"
+                   "User-Agent: wsload\r\n\r\n",
+                   ctx->opt.path, ctx->opt.host, ctx->opt.port, c->key);
+  conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
+  c->want_out = false;
+  conn_set_events(ctx, c, false);
+  conn_write(ctx, c, req, (size_t)n);
+}
+
+/* Checks the response head (without the final CRLF CRLF). */
+static bool handshake_ok(const wsl_conn_t *c, const char *head, size_t len) {
+  if (len < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0)
+    return false;
+  char want[29];
+  ws_accept_for(c->key, want);
+  const char *p = head;
+  const char *end = head + len;
+  while (p < end) {
+    const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+    if (!eol)
+      eol = end;
+    static const char name[] = "sec-websocket-accept:";
+    size_t nl = sizeof name - 1;
+    if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0) {
+      const char *v = p + nl;
+      while (v < eol && (*v == ' ' || *v == '\t'))
+        v++;
+      const char *ve = eol;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+      return (size_t)(ve - v) == strlen(want) &&
+             memcmp(v, want, strlen(want)) == 0;
+    }
+    p = eol + 2;
+  }
+  return false;
+}
+
+static void conn_on_upgrade(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  uint64_t now = wsl_now();
+  hist_add(&ctx->hs, now - c->t_start);
+  ctx->connected++;
+  ctx->settled++;
+  ctx->t_last_upgrade = now;
+  conn_set_state(ctx, c, WSL_ST_OPEN);
+  if (ctx->opt.handshake_only)
+    conn_close(ctx, c);
+}
+
+/* -------------------------------------------------------------- messages */
+
+static bool parse_u64(const char **pp, const char *end, uint64_t *out) {
+  const char *p = *pp;
+  uint64_t v = 0;
+  if (p >= end || *p < '0' || *p > '9')
+    return false;
+  while (p < end && *p >= '0' && *p <= '9') {
+    v = v * 10 + (uint64_t)(*p - '0');
+    p++;
+  }
+  *pp = p;
+  *out = v;
+  return true;
+}
+
+/* Finds the first marker of this run in a text message and counts it. */
+static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+                        size_t len) {
+  const char *p = data;
+  const char *end = data + len;
+  while (p < end) {
+    const char *m = memmem(p, (size_t)(end - p), "wsl:", 4);
+    if (!m)
+      return;
+    p = m + 4;
+    if ((size_t)(end - p) < 9 || memcmp(p, ctx->run_id, 8) != 0 || p[8] != ':')
+      continue;
+    p += 9;
+    uint64_t s, seq, ns;
+    if (!parse_u64(&p, end, &s) || p >= end || *p++ != ':' ||
+        !parse_u64(&p, end, &seq) || p >= end || *p++ != ':' ||
+        !parse_u64(&p, end, &ns) || s >= ctx->opt.senders)
+      continue;
+    uint64_t now = wsl_now();
+    if (ctx->last_seq) {
+      uint32_t *last = &ctx->last_seq[(uint64_t)c->index * ctx->opt.senders + s];
+      if (seq <= *last)
+        ctx->duplicates++;
+      else
+        *last = (uint32_t)seq;
+    }
+    if (s == c->index && ctx->senders[s].inflight > 0)
+      ctx->senders[s].inflight--;
+    if (ns >= ctx->t_measure && ns < ctx->t_send_end) {
+      ctx->delivered++;
+      hist_add(&ctx->lat, now > ns ? now - ns : 0);
+      ctx->t_last_delivery = now;
+    }
+    return;
+  }
+}
+
+/* One complete frame from the server. Returns false if c was closed. */
+static bool conn_on_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t b0,
+                          const char *pl, size_t len) {
+  bool fin = b0 & 0x80;
+  uint8_t op = b0 & 0x0f;
+  ctx->frames_in++;
+  if (b0 & 0x70) {
+    conn_fail(ctx, c, &ctx->protocol_errors);
+    return false;
+  }
+  if (op >= 0x8) {
+    if (!fin || len > 125) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return false;
+    }
+    if (op == 0x8) {
+      if (c->state == WSL_ST_OPEN) {
+        /* The server started closing: echo its code, then close. */
+        conn_send_frame(ctx, c, 0x8, pl, len >= 2 ? 2 : 0);
+        conn_fail(ctx, c, NULL);
+      } else {
+        conn_finish(ctx, c);
+      }
+      return false;
+    }
+    if (op == 0x9 && c->state == WSL_ST_OPEN)
+      conn_send_frame(ctx, c, 0xA, pl, len);
+    else if (op != 0x9 && op != 0xA) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return false;
+    }
+    return c->state != WSL_ST_DONE;
+  }
+  if (op == 0x0) {
+    if (!c->in_msg || c->msg.len + len > WSL_MAX_MESSAGE) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return false;
+    }
+    buf_append(&c->msg, pl, len);
+    if (fin) {
+      c->in_msg = false;
+      if (c->msg_opcode == 0x1)
+        msg_on_text(ctx, c, c->msg.data, c->msg.len);
+      c->msg.len = 0;
+    }
+    return true;
+  }
+  if ((op != 0x1 && op != 0x2) || c->in_msg) {
+    conn_fail(ctx, c, &ctx->protocol_errors);
+    return false;
+  }
+  if (fin) {
+    if (op == 0x1)
+      msg_on_text(ctx, c, pl, len);
+    return true;
+  }
+  c->in_msg = true;
+  c->msg_opcode = op;
+  c->msg.len = 0;
+  buf_append(&c->msg, pl, len);
+  return true;
+}
+
+/* Parses as much of data as forms complete units (the response head, then
+ * frames). Returns the bytes consumed, or SIZE_MAX if c was closed. */
+static size_t conn_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+                         size_t len) {
+  size_t off = 0;
+  if (c->state == WSL_ST_HANDSHAKE) {
+    const char *e = memmem(data, len, "\r\n\r\n", 4);
+    if (!e) {
+      if (len > WSL_MAX_HEAD) {
+        conn_fail(ctx, c, &ctx->handshake_errors);
+        return SIZE_MAX;
+      }
+      return 0;
+    }
+    if (!handshake_ok(c, data, (size_t)(e - data))) {
+      conn_fail(ctx, c, &ctx->handshake_errors);
+      return SIZE_MAX;
+    }
+    off = (size_t)(e - data) + 4;
+    conn_on_upgrade(ctx, c);
+    if (c->state == WSL_ST_DONE)
+      return SIZE_MAX;
+  }
+  while (len - off >= 2) {
+    const uint8_t *f = (const uint8_t *)data + off;
+    uint8_t b0 = f[0];
+    uint8_t b1 = f[1];
+    uint64_t plen = b1 & 0x7f;
+    size_t h = 2;
+    if (b1 & 0x80) { /* servers must not mask */
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return SIZE_MAX;
+    }
+    if (plen == 126) {
+      if (len - off < 4)
+        break;
+      plen = ((uint64_t)f[2] << 8) | f[3];
+      h = 4;
+    } else if (plen == 127) {
+      if (len - off < 10)
+        break;
+      plen = 0;
+      for (int i = 0; i < 8; i++)
+        plen = (plen << 8) | f[2 + i];
+      h = 10;
+    }
+    if (plen > WSL_MAX_MESSAGE) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return SIZE_MAX;
+    }
+    if (len - off - h < plen)
+      break;
+    if (!conn_on_frame(ctx, c, b0, data + off + h, (size_t)plen))
+      return SIZE_MAX;
+    off += h + (size_t)plen;
+  }
+  return off;
+}
+
+static void conn_feed(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+                      size_t len) {
+  if (c->in.len > 0) {
+    buf_append(&c->in, data, len);
+    size_t used = conn_parse(ctx, c, c->in.data, c->in.len);
+    if (used != SIZE_MAX)
+      buf_consume(&c->in, used);
+    return;
+  }
+  size_t used = conn_parse(ctx, c, data, len);
+  if (used != SIZE_MAX && used < len)
+    buf_append(&c->in, data + used, len - used);
+}
+
+static void conn_on_readable(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  for (int rounds = 0; rounds < 4 && c->fd >= 0; rounds++) {
+    ssize_t n = recv(c->fd, ctx->rbuf, WSL_RBUF_SIZE, 0);
+    if (n > 0) {
+      ctx->bytes_in += (uint64_t)n;
+      conn_feed(ctx, c, ctx->rbuf, (size_t)n);
+      if (n < WSL_RBUF_SIZE)
+        return;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    /* EOF or reset */
+    if (c->state == WSL_ST_HANDSHAKE)
+      conn_fail(ctx, c, &ctx->handshake_errors);
+    else if (c->state == WSL_ST_CLOSING)
+      conn_finish(ctx, c);
+    else
+      conn_fail(ctx, c, NULL);
+    return;
+  }
+}
+
+static void conn_on_connected(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  int err = 0;
+  socklen_t el = sizeof err;
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+    conn_fail(ctx, c, &ctx->connect_errors);
+    return;
+  }
+  conn_send_request(ctx, c);
+}
+
+static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  uint64_t now = wsl_now();
+  if (ctx->t_first_connect == 0)
+    ctx->t_first_connect = now;
+  c->t_start = now;
+  ctx->started++;
+  int fd = socket(ctx->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (fd < 0) {
+    ctx->connect_errors++;
+    ctx->settled++;
+    c->failed = true;
+    c->state = WSL_ST_DONE;
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (ctx->opt.source_ips > 1) {
+    struct sockaddr_in src;
+    memset(&src, 0, sizeof src);
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f000001u + c->index % ctx->opt.source_ips);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+      close(fd);
+      ctx->connect_errors++;
+      ctx->settled++;
+      c->failed = true;
+      c->state = WSL_ST_DONE;
+      return;
+    }
+  }
+  c->fd = fd;
+  conn_set_state(ctx, c, WSL_ST_CONNECTING);
+  conn_set_events(ctx, c, true);
+  int r = connect(fd, (struct sockaddr *)&ctx->addr, ctx->addrlen);
+  if (r == 0)
+    conn_on_connected(ctx, c);
+  else if (errno != EINPROGRESS)
+    conn_fail(ctx, c, &ctx->connect_errors);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static size_t msg_build(wsl_ctx_t *ctx, uint32_t s, uint64_t seq,
+                        uint64_t ns) {
+  char marker[96];
+  int ml = snprintf(marker, sizeof marker, "wsl:%s:%" PRIu32 ":%" PRIu64
+                    ":%" PRIu64, ctx->run_id, s, seq, ns);
+  size_t tl = (size_t)ml;
+  if (ctx->opt.payload > tl)
+    tl = ctx->opt.payload;
+  size_t need = tl + 64;
+  if (need > ctx->text_cap) {
+    char *p = realloc(ctx->text, need);
+    if (!p)
+      wsl_die_oom();
+    ctx->text = p;
+    ctx->text_cap = need;
+  }
+  static const char *pre[] = {"", "{\"type\":\"message\",\"text\":\"",
+                              "{\"type\":\"message\",\"params\":{\"value\":\""};
+  static const char *post[] = {"", "\"}", "\"}}"};
+  size_t o = strlen(pre[ctx->opt.format]);
+  memcpy(ctx->text, pre[ctx->opt.format], o);
+  memcpy(ctx->text + o, marker, (size_t)ml);
+  if (tl > (size_t)ml) {
+    ctx->text[o + (size_t)ml] = ' ';
+    memset(ctx->text + o + (size_t)ml + 1, 'x', tl - (size_t)ml - 1);
+  }
+  o += tl;
+  size_t pl = strlen(post[ctx->opt.format]);
+  memcpy(ctx->text + o, post[ctx->opt.format], pl);
+  return o + pl;
+}
+
+static void sender_send(wsl_ctx_t *ctx, uint32_t s, uint64_t now) {
+  wsl_conn_t *c = &ctx->conns[s];
+  wsl_sender_t *sd = &ctx->senders[s];
+  sd->seq++;
+  size_t len = msg_build(ctx, s, sd->seq, now);
+  sd->inflight++;
+  if (now >= ctx->t_measure) {
+    ctx->sent++;
+    ctx->expected += ctx->open;
+  } else {
+    ctx->warmup_sent++;
+  }
+  conn_send_frame(ctx, c, 0x1, ctx->text, len);
+}
+
+/* Sends what is due: on schedule (rate mode) or to fill the window. */
+static void senders_pump(wsl_ctx_t *ctx) {
+  if (ctx->phase != WSL_PH_SEND)
+    return;
+  uint64_t now = wsl_now();
+  if (now >= ctx->t_send_end)
+    return;
+  uint32_t w = ctx->opt.window;
+  uint64_t interval =
+      ctx->opt.rate > 0 ? (uint64_t)((double)ctx->opt.senders * 1e9 / ctx->opt.rate)
+                        : 0;
+  for (uint32_t s = 0; s < ctx->opt.senders; s++) {
+    wsl_sender_t *sd = &ctx->senders[s];
+    if (ctx->conns[s].state != WSL_ST_OPEN)
+      continue;
+    if (interval == 0) {
+      uint64_t t = now;
+      while (sd->inflight < w && ctx->conns[s].state == WSL_ST_OPEN &&
+             t < ctx->t_send_end) {
+        sender_send(ctx, s, t);
+        t = wsl_now();
+      }
+      continue;
+    }
+    while (sd->next_ns <= now && (w == 0 || sd->inflight < w) &&
+           ctx->conns[s].state == WSL_ST_OPEN) {
+      sender_send(ctx, s, now);
+      sd->next_ns += interval;
+    }
+  }
+}
+
+/* Milliseconds until the next scheduled send, or -1 for none. */
+static int senders_wait_ms(wsl_ctx_t *ctx, uint64_t now) {
+  if (ctx->phase != WSL_PH_SEND || ctx->opt.rate <= 0)
+    return -1;
+  uint64_t next = UINT64_MAX;
+  for (uint32_t s = 0; s < ctx->opt.senders; s++) {
+    wsl_sender_t *sd = &ctx->senders[s];
+    if (ctx->conns[s].state == WSL_ST_OPEN &&
+        (ctx->opt.window == 0 || sd->inflight < ctx->opt.window) &&
+        sd->next_ns < next)
+      next = sd->next_ns;
+  }
+  if (next == UINT64_MAX)
+    return -1;
+  if (next <= now)
+    return 0;
+  return (int)((next - now + 999999) / 1000000);
+}
+
+/* ------------------------------------------------------------ event loop */
+
+/* Starts connections as the rate and concurrency caps allow. */
+static void conns_ramp(wsl_ctx_t *ctx, uint64_t now) {
+  if (ctx->phase != WSL_PH_CONNECT)
+    return;
+  uint32_t limit = ctx->opt.connections;
+  if (ctx->opt.connect_rate > 0 && ctx->t_first_connect) {
+    double allowed = (double)(now - ctx->t_first_connect) / 1e9 *
+                         ctx->opt.connect_rate + 1;
+    if (allowed < limit)
+      limit = (uint32_t)allowed;
+  }
+  while (ctx->started < limit && ctx->inflight < ctx->opt.concurrency)
+    conn_start(ctx, &ctx->conns[ctx->started]);
+}
+
+/* Times out connections stuck connecting, upgrading or closing. */
+static void conns_sweep(wsl_ctx_t *ctx) {
+  uint64_t now = wsl_now();
+  uint64_t t_conn = wsl_secs_ns(ctx->opt.timeout);
+  for (uint32_t i = 0; i < ctx->started; i++) {
+    wsl_conn_t *c = &ctx->conns[i];
+    if (c->state == WSL_ST_CONNECTING && now - c->t_state > t_conn)
+      conn_fail(ctx, c, &ctx->connect_errors);
+    else if (c->state == WSL_ST_HANDSHAKE && now - c->t_state > t_conn)
+      conn_fail(ctx, c, &ctx->handshake_errors);
+    else if (c->state == WSL_ST_CLOSING && now - c->t_state > WSL_CLOSE_WAIT_NS)
+      conn_finish(ctx, c);
+  }
+}
+
+static void ctx_progress(wsl_ctx_t *ctx, uint64_t now) {
+  if (ctx->opt.quiet || now - ctx->t_progress < WSL_NS)
+    return;
+  ctx->t_progress = now;
+  static const char *names[] = {"connect", "hold", "send", "drain", "close"};
+  fprintf(stderr,
+          "wsload: %6.1fs %-7s started=%u open=%u connected=%u errors=%" PRIu64
+          " sent=%" PRIu64 " delivered=%" PRIu64 "/%" PRIu64 " p99=%.3fms\n",
+          (double)(now - ctx->t_begin) / 1e9, names[ctx->phase], ctx->started,
+          ctx->open, ctx->connected,
+          ctx->connect_errors + ctx->handshake_errors + ctx->protocol_errors +
+              ctx->closed_unexpected,
+          ctx->sent, ctx->delivered, ctx->expected, hist_pct_ms(&ctx->lat, 0.99));
+}
+
+static void ctx_on_signal(wsl_ctx_t *ctx) {
+  struct signalfd_siginfo si;
+  while (read(ctx->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (!ctx->interrupted && !ctx->opt.quiet)
+      fputs("wsload: interrupted, finishing\n", stderr);
+    ctx->interrupted = true;
+  }
+}
+
+typedef bool (*wsl_done_fn)(wsl_ctx_t *ctx);
+
+/* Runs the loop until done(ctx), the deadline, or an interrupt. */
+static void ctx_run(wsl_ctx_t *ctx, wsl_done_fn done, uint64_t deadline) {
+  struct epoll_event evs[512];
+  for (;;) {
+    uint64_t now = wsl_now();
+    conns_ramp(ctx, now);
+    senders_pump(ctx);
+    if (now - ctx->t_sweep >= 100000000ull) {
+      ctx->t_sweep = now;
+      conns_sweep(ctx);
+    }
+    ctx_progress(ctx, now);
+    if (done(ctx) || ctx->interrupted || now >= deadline)
+      return;
+    uint64_t left_ms = (deadline - now + 999999) / 1000000;
+    int wait = left_ms > 100 ? 100 : (int)left_ms;
+    int sw = senders_wait_ms(ctx, now);
+    if (sw >= 0 && sw < wait)
+      wait = sw;
+    if (ctx->phase == WSL_PH_CONNECT && ctx->opt.connect_rate > 0 &&
+        ctx->started < ctx->opt.connections && wait > 1)
+      wait = 1;
+    int n = epoll_wait(ctx->epfd, evs, 512, wait);
+    if (n < 0 && errno != EINTR) {
+      perror("wsload: epoll_wait");
+      ctx->interrupted = true;
+      return;
+    }
+    for (int i = 0; i < n; i++) {
+      uint32_t id = evs[i].data.u32;
+      if (id == WSL_SIGNAL_TAG) {
+        ctx_on_signal(ctx);
+        continue;
+      }
+      wsl_conn_t *c = &ctx->conns[id];
+      if (c->fd < 0)
+        continue;
+      if (c->state == WSL_ST_CONNECTING) {
+        conn_on_connected(ctx, c);
+        continue;
+      }
+      if (evs[i].events & EPOLLOUT)
+        conn_flush(ctx, c);
+      if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        conn_on_readable(ctx, c);
+    }
+  }
+}
+
+static bool done_connect(wsl_ctx_t *ctx) {
+  return ctx->started == ctx->opt.connections && ctx->settled == ctx->started &&
+         ctx->inflight == 0;
+}
+
+static bool done_never(wsl_ctx_t *ctx) {
+  return ctx->open == 0;
+}
+
+static bool done_drain(wsl_ctx_t *ctx) {
+  return ctx->delivered >= ctx->expected || ctx->open == 0;
+}
+
+static bool done_closed(wsl_ctx_t *ctx) {
+  for (uint32_t i = 0; i < ctx->started; i++)
+    if (ctx->conns[i].state != WSL_ST_DONE && ctx->conns[i].state != WSL_ST_IDLE)
+      return false;
+  return true;
+}
+
+/* ---------------------------------------------------------------- options */
+
+static void usage(FILE *f) {
+  fputs(
+      "usage: wsload --url ws://HOST:PORT/PATH [options]\n"
+      "  --connections C     connections to open (default 100)\n"
+      "  --senders S         connections 0..S-1 send (default 10; 0 = none)\n"
+      "  --rate R            aggregate messages/s; 0 = as fast as the window\n"
+      "                      allows (default 0)\n"
+      "  --window W          unanswered messages per sender (default 4;\n"
+      "                      0 = unlimited, only with --rate)\n"
+      "  --duration D        seconds of measured sending (default 10)\n"
+      "  --warmup W          seconds of unmeasured sending first (default 0)\n"
+      "  --drain T           wait up to T s after the last send (default 5)\n"
+      "  --payload BYTES     pad each message text to BYTES (default: marker)\n"
+      "  --format F          raw | chat-json | lecture2 (default raw)\n"
+      "  --source-ips N      bind round-robin to 127.0.0.1..127.0.0.N (default 1)\n"
+      "  --connect-rate R    new connections per second (default 0 = no cap)\n"
+      "  --concurrency K     connections being set up at once (default 256)\n"
+      "  --timeout T         per-connection connect+handshake timeout (default 10)\n"
+      "  --connect-timeout T cap on the whole connect phase (default 120)\n"
+      "  --hold D            connect all, print 'connected N', hold D s idle\n"
+      "  --handshake-only    measure upgrades/s: connect, upgrade, close\n"
+      "  --quiet             no progress on stderr\n"
+      "  -h, --help\n",
+      f);
+}
+
+static bool opt_num(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || v != v || v < lo || v > hi)
+    return false;
+  *out = v;
+  return true;
+}
+
+static bool opt_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
+  double v;
+  if (!opt_num(s, lo, hi, &v) || v != (double)(uint32_t)v)
+    return false;
+  *out = (uint32_t)v;
+  return true;
+}
+
+static bool parse_url(wsl_opts_t *o, const char *url) {
+  if (strncmp(url, "ws://", 5) != 0)
+    return false;
+  const char *h = url + 5;
+  const char *hend;
+  const char *rest;
+  if (*h == '[') {
+    hend = strchr(h, ']');
+    if (!hend)
+      return false;
+    h++;
+    rest = hend + 1;
+  } else {
+    hend = h + strcspn(h, ":/?");
+    rest = hend;
+  }
+  size_t hl = (size_t)(hend - h);
+  if (hl == 0 || hl >= sizeof o->host)
+    return false;
+  memcpy(o->host, h, hl);
+  o->host[hl] = 0;
+  strcpy(o->port, "80");
+  if (*rest == ':') {
+    rest++;
+    size_t pl = strspn(rest, "0123456789");
+    if (pl == 0 || pl >= sizeof o->port)
+      return false;
+    memcpy(o->port, rest, pl);
+    o->port[pl] = 0;
+    rest += pl;
+  }
+  if (*rest == 0) {
+    strcpy(o->path, "/");
+    return true;
+  }
+  if (*rest == '?') {
+    return (size_t)snprintf(o->path, sizeof o->path, "/%s", rest) <
+           sizeof o->path;
+  }
+  if (*rest != '/' || strlen(rest) >= sizeof o->path)
+    return false;
+  strcpy(o->path, rest);
+  return true;
+}
+
+static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
+  enum {
+    O_URL = 256, O_CONNS, O_SENDERS, O_RATE, O_WINDOW, O_DURATION, O_WARMUP,
+    O_DRAIN, O_PAYLOAD, O_FORMAT, O_SRCIPS, O_CRATE, O_CONC, O_TIMEOUT,
+    O_CTIMEOUT, O_HOLD, O_HSONLY, O_QUIET,
+  };
+  static const struct option longopts[] = {
+      {"url", required_argument, NULL, O_URL},
+      {"connections", required_argument, NULL, O_CONNS},
+      {"senders", required_argument, NULL, O_SENDERS},
+      {"rate", required_argument, NULL, O_RATE},
+      {"window", required_argument, NULL, O_WINDOW},
+      {"duration", required_argument, NULL, O_DURATION},
+      {"warmup", required_argument, NULL, O_WARMUP},
+      {"drain", required_argument, NULL, O_DRAIN},
+      {"payload", required_argument, NULL, O_PAYLOAD},
+      {"format", required_argument, NULL, O_FORMAT},
+      {"source-ips", required_argument, NULL, O_SRCIPS},
+      {"connect-rate", required_argument, NULL, O_CRATE},
+      {"concurrency", required_argument, NULL, O_CONC},
+      {"timeout", required_argument, NULL, O_TIMEOUT},
+      {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
+      {"hold", required_argument, NULL, O_HOLD},
+      {"handshake-only", no_argument, NULL, O_HSONLY},
+      {"quiet", no_argument, NULL, O_QUIET},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  memset(o, 0, sizeof *o);
+  o->connections = 100;
+  o->senders = 10;
+  o->window = 4;
+  o->duration = 10;
+  o->source_ips = 1;
+  o->concurrency = 256;
+  o->drain = 5;
+  o->timeout = 10;
+  o->connect_timeout = 120;
+  bool have_url = false;
+  bool senders_set = false;
+  int ch;
+  int li = -1;
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
+    bool ok = true;
+    const char *a = optarg;
+    switch (ch) {
+    case O_URL: ok = have_url = parse_url(o, a); break;
+    case O_CONNS: ok = opt_u32(a, 1, 10000000, &o->connections); break;
+    case O_SENDERS: ok = opt_u32(a, 0, 10000000, &o->senders); senders_set = true; break;
+    case O_RATE: ok = opt_num(a, 0, 1e9, &o->rate); break;
+    case O_WINDOW: ok = opt_u32(a, 0, 1000000, &o->window); o->window_set = true; break;
+    case O_DURATION: ok = opt_num(a, 0, 86400, &o->duration); break;
+    case O_WARMUP: ok = opt_num(a, 0, 86400, &o->warmup); break;
+    case O_DRAIN: ok = opt_num(a, 0, 3600, &o->drain); break;
+    case O_PAYLOAD: ok = opt_u32(a, 0, 16u * 1024 * 1024, &o->payload); break;
+    case O_FORMAT:
+      if (strcmp(a, "raw") == 0) o->format = WSL_FMT_RAW;
+      else if (strcmp(a, "chat-json") == 0) o->format = WSL_FMT_CHAT_JSON;
+      else if (strcmp(a, "lecture2") == 0) o->format = WSL_FMT_LECTURE2;
+      else ok = false;
+      break;
+    case O_SRCIPS: ok = opt_u32(a, 1, 254, &o->source_ips); break;
+    case O_CRATE: ok = opt_num(a, 0, 1e9, &o->connect_rate); break;
+    case O_CONC: ok = opt_u32(a, 1, 10000000, &o->concurrency); break;
+    case O_TIMEOUT: ok = opt_num(a, 0.001, 3600, &o->timeout); break;
+    case O_CTIMEOUT: ok = opt_num(a, 0.001, 86400, &o->connect_timeout); break;
+    case O_HOLD: ok = opt_num(a, 0, 86400, &o->hold); o->hold_set = true; break;
+    case O_HSONLY: o->handshake_only = true; break;
+    case O_QUIET: o->quiet = true; break;
+    case 'h': usage(stdout); exit(0);
+    default:
+      fprintf(stderr, "wsload: unknown option or missing value: %s\n",
+              argv[optind - 1]);
+      return -1;
+    }
+    if (!ok) {
+      fprintf(stderr, "wsload: bad value for --%s: %s\n",
+              li >= 0 ? longopts[li].name : "?", a ? a : "");
+      return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "wsload: unexpected argument: %s\n", argv[optind]);
+    return -1;
+  }
+  if (!have_url) {
+    fputs("wsload: --url ws://HOST:PORT/PATH is required\n", stderr);
+    return -1;
+  }
+  if (o->hold_set && o->handshake_only) {
+    fputs("wsload: --hold and --handshake-only exclude each other\n", stderr);
+    return -1;
+  }
+  if ((o->hold_set || o->handshake_only) && !senders_set)
+    o->senders = 0;
+  if ((o->hold_set || o->handshake_only) && o->senders > 0) {
+    fputs("wsload: --hold and --handshake-only send nothing (--senders 0)\n",
+          stderr);
+    return -1;
+  }
+  if (o->senders > o->connections) {
+    fputs("wsload: --senders exceeds --connections\n", stderr);
+    return -1;
+  }
+  if (o->rate == 0 && o->window == 0 && o->senders > 0) {
+    fputs("wsload: --window 0 (unlimited) needs --rate\n", stderr);
+    return -1;
+  }
+  return 0;
+}
+
+/* ----------------------------------------------------------------- result */
+
+static void print_result(wsl_ctx_t *ctx) {
+  const wsl_opts_t *o = &ctx->opt;
+  const char *mode = o->handshake_only ? "handshake"
+                     : o->hold_set     ? "hold"
+                     : o->senders == 0 ? "connect"
+                     : o->rate > 0     ? "fanout"
+                                       : "saturation";
+  static const char *fmts[] = {"raw", "chat-json", "lecture2"};
+  double send_s = ctx->t_send_end > ctx->t_measure && ctx->t_measure
+                      ? (double)(ctx->t_send_end - ctx->t_measure) / 1e9
+                      : 0;
+  double deliv_s = ctx->t_last_delivery > ctx->t_measure && ctx->t_measure
+                       ? (double)(ctx->t_last_delivery - ctx->t_measure) / 1e9
+                       : 0;
+  if (deliv_s < send_s)
+    deliv_s = send_s;
+  double conn_s = ctx->t_connected > ctx->t_first_connect && ctx->t_first_connect
+                      ? (double)(ctx->t_connected - ctx->t_first_connect) / 1e9
+                      : 0;
+  double up_s = ctx->t_last_upgrade > ctx->t_first_connect && ctx->t_first_connect
+                    ? (double)(ctx->t_last_upgrade - ctx->t_first_connect) / 1e9
+                    : 0;
+  uint64_t errors = ctx->connect_errors + ctx->handshake_errors +
+                    ctx->protocol_errors + ctx->closed_unexpected;
+  printf("RESULT mode=%s conns=%u connected=%u senders=%u rate=%g window=%u"
+         " format=%s payload=%u sent=%" PRIu64 " expected=%" PRIu64
+         " delivered=%" PRIu64 " delivery_ratio=%.4f duplicates=%" PRId64
+         " msgs_per_s=%.1f deliveries_per_s=%.1f"
+         " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f"
+         " mean_ms=%.3f upgrades=%u upgrades_per_s=%.1f hs_p50_ms=%.3f"
+         " hs_p99_ms=%.3f hs_max_ms=%.3f connect_s=%.3f"
+         " connect_errors=%" PRIu64 " handshake_errors=%" PRIu64
+         " protocol_errors=%" PRIu64 " closed=%" PRIu64 " errors=%" PRIu64
+         " duration_s=%.3f elapsed_s=%.3f\n",
+         mode, o->connections, ctx->connected, o->senders, o->rate, o->window,
+         fmts[o->format], o->payload, ctx->sent, ctx->expected, ctx->delivered,
+         ctx->expected ? (double)ctx->delivered / (double)ctx->expected : 0.0,
+         ctx->last_seq || o->senders == 0 ? ctx->duplicates : -1,
+         send_s > 0 ? (double)ctx->sent / send_s : 0.0,
+         deliv_s > 0 ? (double)ctx->delivered / deliv_s : 0.0,
+         hist_pct_ms(&ctx->lat, 0.50), hist_pct_ms(&ctx->lat, 0.90),
+         hist_pct_ms(&ctx->lat, 0.99), hist_pct_ms(&ctx->lat, 0.999),
+         (double)ctx->lat.max_ns / 1e6, hist_mean_ms(&ctx->lat), ctx->connected,
+         up_s > 0 ? (double)ctx->connected / up_s : 0.0,
+         hist_pct_ms(&ctx->hs, 0.50), hist_pct_ms(&ctx->hs, 0.99),
+         (double)ctx->hs.max_ns / 1e6, conn_s, ctx->connect_errors,
+         ctx->handshake_errors, ctx->protocol_errors, ctx->closed_unexpected,
+         errors, send_s, (double)(ctx->t_end - ctx->t_begin) / 1e9);
+  fflush(stdout);
+}
+
+/* ------------------------------------------------------------------- main */
+
+static int ctx_init(wsl_ctx_t *ctx) {
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  int r = getaddrinfo(ctx->opt.host, ctx->opt.port, &hints, &ai);
+  if (r != 0 || !ai) {
+    fprintf(stderr, "wsload: cannot resolve %s: %s\n", ctx->opt.host,
+            gai_strerror(r));
+    return -1;
+  }
+  memcpy(&ctx->addr, ai->ai_addr, ai->ai_addrlen);
+  ctx->addrlen = ai->ai_addrlen;
+  freeaddrinfo(ai);
+  if (ctx->opt.source_ips > 1 && ctx->addr.ss_family != AF_INET) {
+    fputs("wsload: --source-ips needs an IPv4 server address\n", stderr);
+    return -2;
+  }
+
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+      rl.rlim_cur < (rlim_t)ctx->opt.connections + 16 && !ctx->opt.quiet)
+    fprintf(stderr, "wsload: warning: open file limit %llu < %u connections\n",
+            (unsigned long long)rl.rlim_cur, ctx->opt.connections);
+
+  uint64_t seed;
+  if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+    seed = wsl_now();
+  ctx->rng = seed | 1;
+  snprintf(ctx->run_id, sizeof ctx->run_id, "%08" PRIx32,
+           (uint32_t)(wsl_rand(ctx) >> 32));
+
+  ctx->conns = calloc(ctx->opt.connections, sizeof *ctx->conns);
+  ctx->senders = calloc(ctx->opt.senders ? ctx->opt.senders : 1,
+                        sizeof *ctx->senders);
+  ctx->rbuf = malloc(WSL_RBUF_SIZE);
+  if (!ctx->conns || !ctx->senders || !ctx->rbuf)
+    wsl_die_oom();
+  uint64_t track = (uint64_t)ctx->opt.connections * ctx->opt.senders;
+  if (track > 0 && track <= WSL_MAX_SEQ_TRACK) {
+    ctx->last_seq = calloc(track, sizeof *ctx->last_seq);
+    if (!ctx->last_seq)
+      wsl_die_oom();
+  }
+  for (uint32_t i = 0; i < ctx->opt.connections; i++) {
+    ctx->conns[i].fd = -1;
+    ctx->conns[i].index = i;
+  }
+
+  ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  ctx->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (ctx->epfd < 0 || ctx->sigfd < 0) {
+    perror("wsload: epoll/signalfd");
+    return -1;
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.u32 = WSL_SIGNAL_TAG;
+  epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->sigfd, &ev);
+  return 0;
+}
+
+static void ctx_free(wsl_ctx_t *ctx) {
+  for (uint32_t i = 0; i < ctx->opt.connections; i++) {
+    wsl_conn_t *c = &ctx->conns[i];
+    if (c->fd >= 0)
+      close(c->fd);
+    buf_free(&c->in);
+    buf_free(&c->msg);
+    buf_free(&c->out);
+  }
+  free(ctx->conns);
+  free(ctx->senders);
+  free(ctx->last_seq);
+  free(ctx->rbuf);
+  free(ctx->fbuf);
+  free(ctx->text);
+  if (ctx->epfd >= 0)
+    close(ctx->epfd);
+  if (ctx->sigfd >= 0)
+    close(ctx->sigfd);
+}
+
+static void ctx_send_phase(wsl_ctx_t *ctx) {
+  const wsl_opts_t *o = &ctx->opt;
+  uint64_t now = wsl_now();
+  ctx->t_warm_start = now;
+  ctx->t_measure = now + wsl_secs_ns(o->warmup);
+  ctx->t_send_end = ctx->t_measure + wsl_secs_ns(o->duration);
+  if (o->rate > 0) {
+    /* Stagger the senders evenly over one interval. */
+    double interval = (double)o->senders * 1e9 / o->rate;
+    for (uint32_t s = 0; s < o->senders; s++)
+      ctx->senders[s].next_ns = now + (uint64_t)(interval * s / o->senders);
+  }
+  if (!o->quiet)
+    fprintf(stderr, "wsload: sending for %.1fs (+%.1fs warmup), run id %s\n",
+            o->duration, o->warmup, ctx->run_id);
+  ctx->phase = WSL_PH_SEND;
+  ctx_run(ctx, done_never, ctx->t_send_end);
+  ctx->phase = WSL_PH_DRAIN;
+  ctx_run(ctx, done_drain, wsl_now() + wsl_secs_ns(o->drain));
+}
+
+int main(int argc, char **argv) {
+  wsl_ctx_t ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.epfd = ctx.sigfd = -1;
+  if (parse_opts(&ctx.opt, argc, argv) < 0) {
+    usage(stderr);
+    return 2;
+  }
+  int r = ctx_init(&ctx);
+  if (r < 0) {
+    ctx_free(&ctx);
+    return r == -2 ? 2 : 1;
+  }
+  const wsl_opts_t *o = &ctx.opt;
+  ctx.t_begin = wsl_now();
+  ctx.t_progress = ctx.t_begin;
+
+  ctx.phase = WSL_PH_CONNECT;
+  ctx_run(&ctx, done_connect, ctx.t_begin + wsl_secs_ns(o->connect_timeout));
+  ctx.t_connected = wsl_now();
+  /* Connections never started or still pending at the cap count as failed. */
+  for (uint32_t i = 0; i < o->connections; i++) {
+    wsl_conn_t *c = &ctx.conns[i];
+    if (c->state == WSL_ST_IDLE) {
+      ctx.connect_errors++;
+      c->state = WSL_ST_DONE;
+    } else if (c->state == WSL_ST_CONNECTING) {
+      conn_fail(&ctx, c, &ctx.connect_errors);
+    } else if (c->state == WSL_ST_HANDSHAKE) {
+      conn_fail(&ctx, c, &ctx.handshake_errors);
+    }
+  }
+  if (!o->quiet)
+    fprintf(stderr, "wsload: %u of %u connected in %.3fs\n", ctx.connected,
+            o->connections,
+            (double)(ctx.t_connected - ctx.t_first_connect) / 1e9);
+
+  if (o->hold_set) {
+    printf("connected %u\n", ctx.connected);
+    fflush(stdout);
+    ctx.phase = WSL_PH_HOLD;
+    ctx_run(&ctx, done_never, wsl_now() + wsl_secs_ns(o->hold));
+  } else if (o->senders > 0 && ctx.open > 0) {
+    ctx_send_phase(&ctx);
+  }
+
+  ctx.phase = WSL_PH_CLOSE;
+  for (uint32_t i = 0; i < o->connections; i++)
+    conn_close(&ctx, &ctx.conns[i]);
+  ctx.interrupted = false;
+  ctx_run(&ctx, done_closed, wsl_now() + WSL_CLOSE_WAIT_NS);
+  ctx.t_end = wsl_now();
+  print_result(&ctx);
+  uint32_t connected = ctx.connected;
+  ctx_free(&ctx);
+  return connected == 0 ? 1 : 0;
+}
