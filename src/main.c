@@ -88,7 +88,7 @@ static void usage(FILE *f) {
       "100)\n"
       "  --presence-limit N       rooms larger than N get no join/leave/nick\n"
       "                           notices, and member lists of N (default "
-      "200)\n"
+      "100)\n"
       "\n"
       "Process:\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
