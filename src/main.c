@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -342,6 +343,19 @@ static int parse_args(main_t *m, int argc, char **argv) {
   return -1;
 }
 
+/* Raises the open-file limit to its hard maximum; returns the new limit. */
+static unsigned long raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return (unsigned long)rl.rlim_cur;
+}
+
 static void on_server_closed(wshub_server_t *server) {
   (void)server;
 }
@@ -372,6 +386,7 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   signal(SIGPIPE, SIG_IGN);
+  unsigned long nofile = raise_nofile();
 
   uv_loop_t *loop = uv_default_loop();
   wshub_chat_t *chat = NULL;
@@ -412,6 +427,10 @@ int main(int argc, char **argv) {
           ": listening on http://%s%s%s:%d (public %s%s)\n",
           v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
           m.cfg.echo ? ", echo mode" : "");
+  if (nofile > 0)
+    fprintf(stderr,
+            "wshub: open-file limit %lu: room for about %lu connections\n",
+            nofile, nofile > 32 ? nofile - 32 : 0);
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
     fprintf(stderr, "wshub: open http://localhost:%d\n", port);
 
