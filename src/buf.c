@@ -44,6 +44,6 @@ wshub_buf_t *wshub_buf_printf(const char *fmt, ...) {
 }
 
 void wshub_buf_unref(wshub_buf_t *b) {
-  if (b != NULL && --b->refs == 0)
+  if (b != NULL && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
     free(b);
 }

@@ -4,7 +4,8 @@
  * file chunk, a WebSocket frame. One buffer can sit in many connections'
  * write queues at once (fan-out); each queue entry holds one reference and
  * the buffer is freed when the last reference is released. Buffers are
- * single-threaded: only the loop that created one touches its count.
+ * shared across loops (a room message crosses threads once, see
+ * chatbus.c), so the count is atomic.
  */
 #ifndef WSHUB_BUF_H
 #define WSHUB_BUF_H
@@ -28,7 +29,7 @@ wshub_buf_t *wshub_buf_printf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
 static inline wshub_buf_t *wshub_buf_ref(wshub_buf_t *b) {
-  b->refs++;
+  __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
   return b;
 }
 void wshub_buf_unref(wshub_buf_t *b);

@@ -1,10 +1,19 @@
 /* chat.c — the chat protocol of docs/PROTOCOL.md (see chat.h).
  *
+ * The chat is a client of the public API. Its own state — users and their
+ * nicknames, rooms with their message ids, history rings and member lists
+ * — lives here under one lock, so several servers on several threads can
+ * share one chat (--threads). Everything the chat sends goes through the
+ * bus (chatbus.c), which delivers it at once with one loop, or in one
+ * global order across loops. Hub membership (who gets a room's frames) is
+ * driven through the bus too, so it changes exactly between the messages a
+ * joining client's history covers and the ones it must receive live.
+ *
  * Each room message is encoded twice, not once per member: one copy with
  * "own": false shared by every other member, one with "own": true for the
- * sender. The history ring holds the message objects themselves
- * (reference-counted jansson values) and is serialized per receiver only
- * when a client joins or resumes.
+ * sender; each is framed once. The history ring holds the message objects
+ * (immutable once stored; jansson's reference counts are atomic) and is
+ * serialized per receiver only when a client joins or resumes.
  */
 #include "chat.h"
 
@@ -15,6 +24,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "chatbus.h"
+#include "frame.h"
 #include "map.h"
 #include "utf8.h"
 
@@ -22,21 +33,39 @@
 #define CHAT_WELCOME_HISTORY 50
 #define CHAT_NICK_BYTES (32 * 4 + 1)
 
+typedef struct chat_user_s chat_user_t;
+
 typedef struct {
   char *name; /* also the map key */
   uint64_t last_id;
   json_t **ring; /* message objects, oldest at `start` */
   size_t start, len;
+  chat_user_t **members; /* every member, on every thread */
+  size_t n, cap;
 } chat_room_t;
 
-typedef struct {
+struct chat_user_s {
+  char id[24]; /* the client's id, also the users map key */
   char nick[CHAT_NICK_BYTES];
-} chat_user_t;
+  chat_room_t *rooms[CHAT_MAX_ROOMS_PER_CLIENT]; /* join order */
+  size_t nrooms;
+};
 
 struct wshub_chat_s {
   wshub_chat_config_t cfg;
+  uv_mutex_t lock;   /* everything below */
   wshub_map_t rooms; /* name → chat_room_t */
+  wshub_map_t users; /* client id → chat_user_t */
+  chat_bus_t *bus;
 };
+
+/* The state one callback works with. */
+typedef struct {
+  wshub_chat_t *chat;
+  wshub_server_t *server;
+  wshub_client_t *client;
+  chat_user_t *user;
+} chat_ctx_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->max_text = 4000;
@@ -45,13 +74,39 @@ void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->presence_limit = 100;
 }
 
-wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
+wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
+                                     unsigned nthreads) {
   wshub_chat_t *chat = calloc(1, sizeof(*chat));
   if (chat == NULL)
     return NULL;
   chat->cfg = *cfg;
+  chat->bus = chat_bus_new(nthreads > 1 ? nthreads : 0);
+  if (chat->bus == NULL) {
+    free(chat);
+    return NULL;
+  }
+  /* jansson seeds its hash function on first use: do it before threads. */
+  json_object_seed(0);
+  uv_mutex_init(&chat->lock);
   wshub_map_init(&chat->rooms);
+  wshub_map_init(&chat->users);
   return chat;
+}
+
+wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
+  return wshub_chat_new_threads(cfg, 1);
+}
+
+int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
+                      wshub_server_t *server) {
+  if (chat_bus_threads(chat->bus) == 0)
+    return 0;
+  return chat_bus_attach(chat->bus, index, loop, server);
+}
+
+void wshub_chat_detach(wshub_chat_t *chat, unsigned index) {
+  if (chat_bus_threads(chat->bus) > 0)
+    chat_bus_detach(chat->bus, index);
 }
 
 static void chat_room_free(const char *key, void *value, void *arg) {
@@ -61,8 +116,15 @@ static void chat_room_free(const char *key, void *value, void *arg) {
   for (size_t i = 0; i < r->len; i++)
     json_decref(r->ring[(r->start + i) % chat->cfg.history]);
   free(r->ring);
+  free(r->members);
   free(r->name);
   free(r);
+}
+
+static void chat_user_free(const char *key, void *value, void *arg) {
+  (void)key;
+  (void)arg;
+  free(value);
 }
 
 void wshub_chat_free(wshub_chat_t *chat) {
@@ -70,6 +132,10 @@ void wshub_chat_free(wshub_chat_t *chat) {
     return;
   wshub_map_foreach(&chat->rooms, chat_room_free, chat);
   wshub_map_free(&chat->rooms);
+  wshub_map_foreach(&chat->users, chat_user_free, NULL);
+  wshub_map_free(&chat->users);
+  chat_bus_free(chat->bus);
+  uv_mutex_destroy(&chat->lock);
   free(chat);
 }
 
@@ -173,14 +239,8 @@ static int64_t chat_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static const char *chat_nick(const wshub_client_t *c) {
-  const chat_user_t *u = wshub_client_data(c);
-  return u ? u->nick : "?";
-}
-
-static json_t *chat_member(const wshub_client_t *c) {
-  return json_pack("{s:s, s:s}", "id", wshub_client_id(c), "nick",
-                   chat_nick(c));
+static json_t *chat_member(const chat_user_t *u) {
+  return json_pack("{s:s, s:s}", "id", u->id, "nick", u->nick);
 }
 
 /* A server message with the fields every one carries. */
@@ -190,74 +250,46 @@ static json_t *chat_msg(const char *type, const char *text) {
                    text);
 }
 
-static char *chat_dump(const json_t *o) {
-  return json_dumps(o, JSON_COMPACT);
-}
-
-static void chat_send(wshub_client_t *c, const json_t *o) {
-  char *s = chat_dump(o);
-  if (s != NULL)
-    wshub_send(c, s, strlen(s), 0);
+/* One frame holding o as compact JSON; NULL if out of memory. */
+static wshub_buf_t *chat_frame(const json_t *o) {
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  if (s == NULL)
+    return NULL;
+  wshub_buf_t *f = wshub_frame_build(WSHUB_OP_TEXT, s, strlen(s));
   free(s);
+  return f;
 }
 
-static void chat_send_room(wshub_client_t *from, const char *room,
-                           const json_t *o) {
-  char *s = chat_dump(o);
-  if (s != NULL)
-    wshub_send_room(wshub_client_server(from), room, s, strlen(s), 0, from);
-  free(s);
+/* To one client (the actor or a direct message's target), by id. */
+static void chat_send_to(const chat_ctx_t *x, const char *id, const json_t *o) {
+  wshub_buf_t *f = chat_frame(o);
+  if (f != NULL)
+    chat_bus_to(x->chat->bus, x->server, id, f);
+  wshub_buf_unref(f);
 }
 
-static void chat_error(wshub_client_t *c, const char *code, const char *text) {
+static void chat_send(const chat_ctx_t *x, const json_t *o) {
+  chat_send_to(x, x->user->id, o);
+}
+
+/* To every member of room except `except` (an id, or NULL). */
+static void chat_send_room(const chat_ctx_t *x, const char *room,
+                           const json_t *o, const char *except) {
+  wshub_buf_t *f = chat_frame(o);
+  if (f != NULL)
+    chat_bus_room(x->chat->bus, x->server, room, f, except);
+  wshub_buf_unref(f);
+}
+
+static void chat_error(const chat_ctx_t *x, const char *code,
+                       const char *text) {
   json_t *o = chat_msg("error", text);
   json_object_set_new(o, "code", json_string(code));
-  chat_send(c, o);
+  chat_send(x, o);
   json_decref(o);
 }
 
-typedef struct {
-  json_t *list;
-  size_t max;
-} chat_members_t;
-
-static void chat_add_member(wshub_client_t *c, void *arg) {
-  chat_members_t *m = arg;
-  if (json_array_size(m->list) < m->max)
-    json_array_append_new(m->list, chat_member(c));
-}
-
-/* Sets "members" (at most presence_limit of them) and "member_count". */
-static void chat_set_members(const wshub_chat_t *chat, json_t *o,
-                             wshub_server_t *s, const char *room) {
-  chat_members_t m = {json_array(), chat->cfg.presence_limit};
-  size_t n = wshub_room_foreach(s, room, chat_add_member, &m);
-  json_object_set_new(o, "members", m.list);
-  json_object_set_new(o, "member_count", json_integer((json_int_t)n));
-}
-
-/* Rooms larger than presence_limit get no join/leave/nick notices: each
- * would cost a frame per member, N² for N joins. */
-static int chat_announces(const wshub_chat_t *chat, const wshub_client_t *c,
-                          const char *room) {
-  return wshub_room_size(wshub_client_server(c), room) <=
-         chat->cfg.presence_limit;
-}
-
-/* A join or leave notice to the others in room. */
-static void chat_presence(const wshub_chat_t *chat, wshub_client_t *c,
-                          const char *room, const char *type,
-                          const char *verb) {
-  if (!chat_announces(chat, c, room))
-    return;
-  char text[200];
-  snprintf(text, sizeof(text), "%s %s %s", chat_nick(c), verb, room);
-  json_t *o = chat_msg(type, text);
-  json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "member", chat_member(c));
-  chat_send_room(c, room, o);
-  json_decref(o);
-}
+/* ---- rooms, membership, history ---- */
 
 static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
                               int create) {
@@ -277,6 +309,77 @@ static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
     return NULL;
   }
   return r;
+}
+
+static ssize_t chat_user_room(const chat_user_t *u, const chat_room_t *r) {
+  for (size_t i = 0; i < u->nrooms; i++)
+    if (u->rooms[i] == r)
+      return (ssize_t)i;
+  return -1;
+}
+
+static const char *chat_current_room(const chat_user_t *u) {
+  return u->nrooms ? u->rooms[u->nrooms - 1]->name : NULL;
+}
+
+/* Records u as a member of r (the chat's truth). 0 or UV_ENOMEM. */
+static int chat_member_add(chat_room_t *r, chat_user_t *u) {
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 8;
+    chat_user_t **m = realloc(r->members, cap * sizeof(*m));
+    if (m == NULL)
+      return UV_ENOMEM;
+    r->members = m;
+    r->cap = cap;
+  }
+  r->members[r->n++] = u;
+  u->rooms[u->nrooms++] = r;
+  return 0;
+}
+
+static void chat_member_remove(chat_room_t *r, chat_user_t *u) {
+  for (size_t i = 0; i < r->n; i++)
+    if (r->members[i] == u) {
+      r->members[i] = r->members[--r->n];
+      break;
+    }
+  ssize_t k = chat_user_room(u, r);
+  if (k >= 0) {
+    memmove(&u->rooms[k], &u->rooms[k + 1],
+            (u->nrooms - (size_t)k - 1) * sizeof(u->rooms[0]));
+    u->nrooms--;
+  }
+}
+
+/* Sets "members" (at most presence_limit of them) and "member_count". */
+static void chat_set_members(const wshub_chat_t *chat, json_t *o,
+                             const chat_room_t *r) {
+  json_t *list = json_array();
+  size_t n = r ? r->n : 0;
+  for (size_t i = 0; i < n && i < chat->cfg.presence_limit; i++)
+    json_array_append_new(list, chat_member(r->members[i]));
+  json_object_set_new(o, "members", list);
+  json_object_set_new(o, "member_count", json_integer((json_int_t)n));
+}
+
+/* Rooms larger than presence_limit get no join/leave/nick notices: each
+ * would cost a frame per member, N² for N joins. */
+static int chat_announces(const wshub_chat_t *chat, const chat_room_t *r) {
+  return r->n <= chat->cfg.presence_limit;
+}
+
+/* A join or leave notice to the others in room. */
+static void chat_presence(const chat_ctx_t *x, chat_room_t *r, const char *type,
+                          const char *verb) {
+  if (!chat_announces(x->chat, r))
+    return;
+  char text[200];
+  snprintf(text, sizeof(text), "%s %s %s", x->user->nick, verb, r->name);
+  json_t *o = chat_msg(type, text);
+  json_object_set_new(o, "room", json_string(r->name));
+  json_object_set_new(o, "member", chat_member(x->user));
+  chat_send_room(x, r->name, o, x->user->id);
+  json_decref(o);
 }
 
 static json_t *chat_ring_at(const wshub_chat_t *chat, const chat_room_t *r,
@@ -300,9 +403,8 @@ static void chat_ring_push(wshub_chat_t *chat, chat_room_t *r, json_t *msg) {
 
 /* Messages with id > after (at most `max`, the newest), with "own" set for
  * the receiving client. */
-static json_t *chat_history(wshub_chat_t *chat, const chat_room_t *r,
-                            uint64_t after, size_t max,
-                            const wshub_client_t *me) {
+static json_t *chat_history(const wshub_chat_t *chat, const chat_room_t *r,
+                            uint64_t after, size_t max, const char *me) {
   json_t *a = json_array();
   if (r == NULL)
     return a;
@@ -314,9 +416,8 @@ static json_t *chat_history(wshub_chat_t *chat, const chat_room_t *r,
     json_t *copy = json_copy(m); /* shallow: shares the nested values */
     const char *from =
         json_string_value(json_object_get(json_object_get(m, "from"), "id"));
-    json_object_set_new(
-        copy, "own",
-        json_boolean(from && strcmp(from, wshub_client_id(me)) == 0));
+    json_object_set_new(copy, "own",
+                        json_boolean(from && strcmp(from, me) == 0));
     json_array_append_new(a, copy);
   }
   return a;
@@ -329,40 +430,45 @@ static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
       json_object_get(chat_ring_at(chat, r, 0), "id"));
 }
 
-/* ---- protocol actions ---- */
+/* ---- protocol actions (the chat lock is held) ---- */
 
-static const char *chat_current_room(const wshub_client_t *c) {
-  size_t n = wshub_client_room_count(c);
-  return n ? wshub_client_room(c, n - 1) : NULL;
+/* Joins `room`, telling the others. Returns the room, or sends an error
+ * and returns NULL. */
+static chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
+  chat_user_t *u = x->user;
+  chat_room_t *r = chat_room(x->chat, room, 0);
+  if (r != NULL && chat_user_room(u, r) >= 0)
+    return r;
+  if (u->nrooms >= CHAT_MAX_ROOMS_PER_CLIENT) {
+    chat_error(x, "too_many_rooms", "You are in too many rooms already");
+    return NULL;
+  }
+  if ((r = chat_room(x->chat, room, 1)) == NULL) {
+    chat_error(x, "too_many_rooms", "The server has too many rooms");
+    return NULL;
+  }
+  if (chat_member_add(r, u) != 0) {
+    chat_error(x, "internal", "Could not join the room");
+    return NULL;
+  }
+  chat_bus_join(x->chat->bus, x->server, u->id, room);
+  chat_presence(x, r, "join", "joined");
+  return r;
 }
 
-/* Joins `room`, telling the others. Returns 0, or sends an error and
- * returns -1. */
-static int chat_enter(wshub_chat_t *chat, wshub_client_t *c, const char *room) {
-  if (wshub_in_room(c, room))
-    return 0;
-  if (wshub_client_room_count(c) >= CHAT_MAX_ROOMS_PER_CLIENT) {
-    chat_error(c, "too_many_rooms", "You are in too many rooms already");
-    return -1;
-  }
-  if (chat_room(chat, room, 1) == NULL) {
-    chat_error(c, "too_many_rooms", "The server has too many rooms");
-    return -1;
-  }
-  if (wshub_join(c, room) != 0) {
-    chat_error(c, "internal", "Could not join the room");
-    return -1;
-  }
-  chat_presence(chat, c, room, "join", "joined");
-  return 0;
+static void chat_exit(const chat_ctx_t *x, chat_room_t *r, int live) {
+  chat_presence(x, r, "leave", "left");
+  chat_member_remove(r, x->user);
+  if (live)
+    chat_bus_leave(x->chat->bus, x->server, x->user->id, r->name);
 }
 
 /* Sends `gap` if the ring no longer holds every message after `after`. */
-static void chat_gap(wshub_chat_t *chat, wshub_client_t *c,
-                     const chat_room_t *r, uint64_t after) {
+static void chat_gap(const chat_ctx_t *x, const chat_room_t *r,
+                     uint64_t after) {
   if (r == NULL)
     return;
-  uint64_t oldest = chat_oldest(chat, r);
+  uint64_t oldest = chat_oldest(x->chat, r);
   if (after + 1 >= oldest || after >= r->last_id)
     return;
   char text[200];
@@ -373,133 +479,131 @@ static void chat_gap(wshub_chat_t *chat, wshub_client_t *c,
   json_object_set_new(g, "room", json_string(r->name));
   json_object_set_new(g, "after", json_integer((json_int_t)after));
   json_object_set_new(g, "oldest", json_integer((json_int_t)oldest));
-  chat_send(c, g);
+  chat_send(x, g);
   json_decref(g);
 }
 
 /* Sends `history` (preceded by `gap` when the ring lost some) for room. */
-static void chat_resume(wshub_chat_t *chat, wshub_client_t *c, const char *room,
+static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
                         uint64_t after) {
-  chat_room_t *r = chat_room(chat, room, 0);
-  chat_gap(chat, c, r, after);
-  json_t *h = chat_history(chat, r, after, chat->cfg.history, c);
+  chat_gap(x, r, after);
+  json_t *h =
+      chat_history(x->chat, r, after, x->chat->cfg.history, x->user->id);
   char text[96];
   snprintf(text, sizeof(text), "%zu missed message%s in %s", json_array_size(h),
-           json_array_size(h) == 1 ? "" : "s", room);
+           json_array_size(h) == 1 ? "" : "s", r->name);
   json_t *o = chat_msg("history", text);
-  json_object_set_new(o, "room", json_string(room));
+  json_object_set_new(o, "room", json_string(r->name));
   json_object_set_new(o, "after", json_integer((json_int_t)after));
   json_object_set_new(o, "messages", h);
-  chat_send(c, o);
+  chat_send(x, o);
   json_decref(o);
 }
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
-static void chat_joined(wshub_chat_t *chat, wshub_client_t *c, const char *room,
+static void chat_joined(const chat_ctx_t *x, const chat_room_t *r,
                         int with_history) {
-  chat_room_t *r = chat_room(chat, room, 0);
   char text[100];
-  snprintf(text, sizeof(text), "You joined %s", room);
+  snprintf(text, sizeof(text), "You joined %s", r->name);
   json_t *o = chat_msg("joined", text);
-  json_object_set_new(o, "room", json_string(room));
-  chat_set_members(chat, o, wshub_client_server(c), room);
-  json_object_set_new(o, "history",
-                      with_history
-                          ? chat_history(chat, r, 0, CHAT_WELCOME_HISTORY, c)
-                          : json_array());
-  json_object_set_new(o, "last_id",
-                      json_integer(r ? (json_int_t)r->last_id : 0));
-  chat_send(c, o);
+  json_object_set_new(o, "room", json_string(r->name));
+  chat_set_members(x->chat, o, r);
+  json_object_set_new(
+      o, "history",
+      with_history
+          ? chat_history(x->chat, r, 0, CHAT_WELCOME_HISTORY, x->user->id)
+          : json_array());
+  json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
+  chat_send(x, o);
   json_decref(o);
 }
 
-static void chat_post(wshub_chat_t *chat, wshub_client_t *c, const char *room,
-                      const char *text, size_t len) {
+static int chat_text_ok(const chat_ctx_t *x, size_t len) {
   if (len == 0) {
-    chat_error(c, "empty_text", "The message is empty");
-    return;
+    chat_error(x, "empty_text", "The message is empty");
+    return 0;
   }
-  if (len > chat->cfg.max_text) {
+  if (len > x->chat->cfg.max_text) {
     char why[96];
     snprintf(why, sizeof(why), "The message is longer than %zu bytes",
-             chat->cfg.max_text);
-    chat_error(c, "text_too_long", why);
-    return;
+             x->chat->cfg.max_text);
+    chat_error(x, "text_too_long", why);
+    return 0;
   }
-  if (room == NULL) {
-    chat_error(c, "not_in_room", "Join a room first");
+  return 1;
+}
+
+static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
+                      size_t len) {
+  if (!chat_text_ok(x, len))
     return;
-  }
-  chat_room_t *r = chat_room(chat, room, 1);
-  if (r == NULL) {
-    chat_error(c, "internal", "Could not store the message");
+  chat_room_t *r = room ? chat_room(x->chat, room, 0) : NULL;
+  if (r == NULL || chat_user_room(x->user, r) < 0) {
+    chat_error(x, "not_in_room",
+               room ? "You are not in that room" : "Join a room first");
     return;
   }
   json_t *t = json_stringn(text, len);
-  json_t *o = json_pack(
-      "{s:s, s:I, s:s, s:o, s:O, s:I, s:b, s:{s:O}}", "type", "message", "id",
-      (json_int_t)++r->last_id, "room", room, "from", chat_member(c), "text", t,
-      "timestamp", (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
+  json_t *o =
+      json_pack("{s:s, s:I, s:s, s:o, s:O, s:I, s:b, s:{s:O}}", "type",
+                "message", "id", (json_int_t)(r->last_id + 1), "room", r->name,
+                "from", chat_member(x->user), "text", t, "timestamp",
+                (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
   json_decref(t);
   if (o == NULL)
     return;
-  chat_ring_push(chat, r, o);
-  chat_send_room(c, room, o);
-  json_object_set_new(o, "own", json_true());
-  chat_send(c, o);
-  json_object_set_new(o, "own", json_false());
+  r->last_id++;
+  chat_ring_push(x->chat, r, o); /* immutable from now on */
+  chat_send_room(x, r->name, o, x->user->id);
+  json_t *mine = json_copy(o);
+  json_object_set_new(mine, "own", json_true());
+  chat_send(x, mine);
+  json_decref(mine);
   json_decref(o);
 }
 
-static void chat_direct(wshub_client_t *c, const char *to, const char *text,
-                        size_t len, size_t max_text) {
-  wshub_client_t *peer = wshub_client_find(wshub_client_server(c), to);
+static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,
+                        size_t len) {
+  chat_user_t *peer = wshub_map_get(&x->chat->users, to);
   if (peer == NULL) {
-    chat_error(c, "unknown_client", "No such client is connected");
+    chat_error(x, "unknown_client", "No such client is connected");
     return;
   }
-  if (len == 0) {
-    chat_error(c, "empty_text", "The message is empty");
+  if (!chat_text_ok(x, len))
     return;
-  }
-  if (len > max_text) {
-    chat_error(c, "text_too_long", "The message is too long");
-    return;
-  }
   json_t *t = json_stringn(text, len);
   json_t *o = json_pack(
       "{s:s, s:o, s:o, s:O, s:I, s:b, s:{s:O}}", "type", "direct", "from",
-      chat_member(c), "to", chat_member(peer), "text", t, "timestamp",
+      chat_member(x->user), "to", chat_member(peer), "text", t, "timestamp",
       (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
   json_decref(t);
   if (o == NULL)
     return;
-  if (peer != c)
-    chat_send(peer, o);
+  if (peer != x->user)
+    chat_send_to(x, peer->id, o);
   json_object_set_new(o, "own", json_true());
-  chat_send(c, o);
+  chat_send(x, o);
   json_decref(o);
 }
 
-static void chat_set_nick(const wshub_chat_t *chat, wshub_client_t *c,
-                          const char *nick, size_t len) {
-  chat_user_t *u = wshub_client_data(c);
+static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
+  chat_user_t *u = x->user;
   char old[CHAT_NICK_BYTES];
-  snprintf(old, sizeof(old), "%s", u->nick);
+  memcpy(old, u->nick, sizeof(old));
   memcpy(u->nick, nick, len);
   u->nick[len] = '\0';
   char text[300];
   snprintf(text, sizeof(text), "%s is now %s", old, u->nick);
   json_t *o = chat_msg("nick", text);
-  json_object_set_new(o, "member", chat_member(c));
+  json_object_set_new(o, "member", chat_member(u));
   json_object_set_new(o, "old", json_string(old));
-  chat_send(c, o);
-  for (size_t i = 0; i < wshub_client_room_count(c); i++) {
-    const char *room = wshub_client_room(c, i);
-    if (!chat_announces(chat, c, room))
+  chat_send(x, o);
+  for (size_t i = 0; i < u->nrooms; i++) {
+    chat_room_t *r = u->rooms[i];
+    if (!chat_announces(x->chat, r))
       continue;
-    json_object_set_new(o, "room", json_string(room));
-    chat_send_room(c, room, o);
+    json_object_set_new(o, "room", json_string(r->name));
+    chat_send_room(x, r->name, o, u->id);
   }
   json_decref(o);
 }
@@ -514,145 +618,147 @@ static const char *chat_str(const json_t *o, const char *key, size_t *len) {
   return json_string_value(v);
 }
 
-static int chat_room_arg(wshub_client_t *c, const json_t *o,
-                         const char **room) {
+static const char *chat_room_arg(const chat_ctx_t *x, const json_t *o) {
   size_t len;
-  *room = chat_str(o, "room", &len);
-  if (*room == NULL) {
-    chat_error(c, "missing_field", "\"room\" (a string) is required");
-    return -1;
+  const char *room = chat_str(o, "room", &len);
+  if (room == NULL) {
+    chat_error(x, "missing_field", "\"room\" (a string) is required");
+    return NULL;
   }
-  if (!wshub_chat_room_valid(*room, len)) {
-    chat_error(c, "bad_room",
+  if (!wshub_chat_room_valid(room, len)) {
+    chat_error(x, "bad_room",
                "Room names are 1-64 characters of A-Z a-z 0-9 . _ -");
-    return -1;
+    return NULL;
   }
-  return 0;
+  return room;
 }
 
-static void chat_on_json(wshub_chat_t *chat, wshub_client_t *c,
-                         const json_t *o) {
+static const char chat_bad_nick_text[] =
+    "Nicknames are 1-32 characters, no control characters, not all blank";
+
+static void chat_on_json(const chat_ctx_t *x, const json_t *o) {
   const char *type = chat_str(o, "type", NULL);
   const char *room;
   size_t len;
+  chat_room_t *r;
   if (type == NULL) {
-    chat_error(c, "unknown_type", "\"type\" (a string) is required");
+    chat_error(x, "unknown_type", "\"type\" (a string) is required");
   } else if (strcmp(type, "message") == 0) {
     const char *text = chat_str(o, "text", &len);
     if (text == NULL && json_object_get(o, "text") == NULL)
       text = chat_str(json_object_get(o, "params"), "value", &len);
     if (text == NULL) {
-      chat_error(c, "missing_field", "\"text\" (a string) is required");
+      chat_error(x, "missing_field", "\"text\" (a string) is required");
       return;
     }
     const json_t *to = json_object_get(o, "to");
     if (to != NULL) {
       if (!json_is_string(to))
-        chat_error(c, "missing_field", "\"to\" must be a client id");
+        chat_error(x, "missing_field", "\"to\" must be a client id");
       else
-        chat_direct(c, json_string_value(to), text, len, chat->cfg.max_text);
+        chat_direct(x, json_string_value(to), text, len);
       return;
     }
-    room = chat_current_room(c);
-    if (json_object_get(o, "room") != NULL) {
-      if (chat_room_arg(c, o, &room) != 0)
-        return;
-      if (!wshub_in_room(c, room)) {
-        chat_error(c, "not_in_room", "You are not in that room");
-        return;
-      }
-    }
-    chat_post(chat, c, room, text, len);
+    room = chat_current_room(x->user);
+    if (json_object_get(o, "room") != NULL &&
+        (room = chat_room_arg(x, o)) == NULL)
+      return;
+    chat_post(x, room, text, len);
   } else if (strcmp(type, "join") == 0) {
-    if (chat_room_arg(c, o, &room) != 0)
+    if ((room = chat_room_arg(x, o)) == NULL)
       return;
-    if (wshub_in_room(c, room)) {
-      /* Already a member: make it current again. */
-      wshub_leave(c, room);
-      wshub_join(c, room);
-    } else if (chat_enter(chat, c, room) != 0) {
+    r = chat_room(x->chat, room, 0);
+    ssize_t k = r ? chat_user_room(x->user, r) : -1;
+    if (k >= 0) {
+      /* Already a member: make it the current room again. */
+      memmove(&x->user->rooms[k], &x->user->rooms[k + 1],
+              (x->user->nrooms - (size_t)k - 1) * sizeof(r));
+      x->user->rooms[x->user->nrooms - 1] = r;
+    } else if ((r = chat_enter(x, room)) == NULL) {
       return;
     }
-    chat_joined(chat, c, room, 1);
+    chat_joined(x, r, 1);
   } else if (strcmp(type, "leave") == 0) {
-    if (chat_room_arg(c, o, &room) != 0)
+    if ((room = chat_room_arg(x, o)) == NULL)
       return;
-    if (!wshub_in_room(c, room)) {
-      chat_error(c, "not_in_room", "You are not in that room");
+    r = chat_room(x->chat, room, 0);
+    if (r == NULL || chat_user_room(x->user, r) < 0) {
+      chat_error(x, "not_in_room", "You are not in that room");
       return;
     }
-    chat_presence(chat, c, room, "leave", "left");
-    char name[65];
-    snprintf(name, sizeof(name), "%s", room);
-    wshub_leave(c, name);
+    chat_exit(x, r, 1);
     char text[100];
-    snprintf(text, sizeof(text), "You left %s", name);
+    snprintf(text, sizeof(text), "You left %s", r->name);
     json_t *m = chat_msg("left", text);
-    json_object_set_new(m, "room", json_string(name));
-    chat_send(c, m);
+    json_object_set_new(m, "room", json_string(r->name));
+    chat_send(x, m);
     json_decref(m);
   } else if (strcmp(type, "nick") == 0) {
     const char *nick = chat_str(o, "name", &len);
     if (nick == NULL)
       nick = chat_str(o, "nick", &len);
     if (nick == NULL) {
-      chat_error(c, "missing_field", "\"name\" (a string) is required");
+      chat_error(x, "missing_field", "\"name\" (a string) is required");
       return;
     }
     if (!wshub_chat_nick_valid(nick, len)) {
-      chat_error(c, "bad_nick",
-                 "Nicknames are 1-32 characters, no control "
-                 "characters, not all blank");
+      chat_error(x, "bad_nick", chat_bad_nick_text);
       return;
     }
-    chat_set_nick(chat, c, nick, len);
+    chat_set_nick(x, nick, len);
   } else if (strcmp(type, "resume") == 0) {
-    if (chat_room_arg(c, o, &room) != 0)
+    if ((room = chat_room_arg(x, o)) == NULL)
       return;
     const json_t *after = json_object_get(o, "after");
     if (!json_is_integer(after) || json_integer_value(after) < 0) {
-      chat_error(c, "missing_field", "\"after\" (an integer >= 0) is required");
+      chat_error(x, "missing_field", "\"after\" (an integer >= 0) is required");
       return;
     }
-    char name[65];
-    snprintf(name, sizeof(name), "%s", room);
-    if (!wshub_in_room(c, name)) {
-      if (chat_enter(chat, c, name) != 0)
+    r = chat_room(x->chat, room, 0);
+    if (r == NULL || chat_user_room(x->user, r) < 0) {
+      if ((r = chat_enter(x, room)) == NULL)
         return;
-      chat_joined(chat, c, name, 0);
+      chat_joined(x, r, 0);
     }
-    chat_resume(chat, c, name, (uint64_t)json_integer_value(after));
+    chat_resume(x, r, (uint64_t)json_integer_value(after));
   } else {
-    chat_error(c, "unknown_type", "Unknown message type");
+    chat_error(x, "unknown_type", "Unknown message type");
   }
+}
+
+static chat_ctx_t chat_ctx(wshub_chat_t *chat, wshub_client_t *c) {
+  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c)};
+  return x;
 }
 
 static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
                             int binary, void *user) {
   wshub_chat_t *chat = user;
-  if (binary) {
-    chat_error(c, "binary_unsupported", "Binary messages are not supported");
+  chat_ctx_t x = chat_ctx(chat, c);
+  if (x.user == NULL)
     return;
-  }
   size_t i = 0;
   while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' ||
                      data[i] == '\n'))
     i++;
-  if (i == len || data[i] != '{') {
-    chat_post(chat, c, chat_current_room(c), data, len); /* plain text */
-    return;
-  }
+  json_t *o = NULL;
   json_error_t err;
-  json_t *o =
-      json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
-  if (!json_is_object(o)) {
+  int is_json = !binary && i < len && data[i] == '{';
+  if (is_json) /* parse before taking the lock */
+    o = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+  uv_mutex_lock(&chat->lock);
+  if (binary) {
+    chat_error(&x, "binary_unsupported", "Binary messages are not supported");
+  } else if (!is_json) {
+    chat_post(&x, chat_current_room(x.user), data, len); /* plain text */
+  } else if (!json_is_object(o)) {
     char why[200];
     snprintf(why, sizeof(why), "Not a JSON object: %s", err.text);
-    chat_error(c, "bad_json", why);
-    json_decref(o);
-    return;
+    chat_error(&x, "bad_json", why);
+  } else {
+    chat_on_json(&x, o);
   }
-  chat_on_json(chat, c, o);
+  uv_mutex_unlock(&chat->lock);
   json_decref(o);
 }
 
@@ -662,8 +768,8 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   chat_user_t *u = calloc(1, sizeof(*u));
   if (u == NULL)
     return 503;
-  snprintf(u->nick, sizeof(u->nick), "guest-%s", wshub_client_id(c) + 1);
-  wshub_client_set_data(c, u);
+  snprintf(u->id, sizeof(u->id), "%s", wshub_client_id(c));
+  snprintf(u->nick, sizeof(u->nick), "guest-%s", u->id + 1);
 
   char room[80], nick[CHAT_NICK_BYTES], after_s[24];
   int rl = wshub_chat_query_param(req->target, req->target_len, "room", room,
@@ -686,34 +792,41 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   unsigned long long after = al > 0 ? strtoull(after_s, &end, 10) : 0;
   int resume = al > 0 && end != NULL && *end == '\0' && after_s[0] != '-';
 
-  if (chat_enter(chat, c, room) != 0)
-    return 0;
-  chat_room_t *r = chat_room(chat, room, 0);
-  char text[300];
-  snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick, room);
-  json_t *o = chat_msg("welcome", text);
-  json_object_set_new(o, "id", json_string(wshub_client_id(c)));
-  json_object_set_new(o, "nick", json_string(u->nick));
-  json_object_set_new(o, "room", json_string(room));
-  json_object_set_new(o, "rooms", json_pack("[s]", room));
-  chat_set_members(chat, o, wshub_client_server(c), room);
-  json_object_set_new(
-      o, "history",
-      chat_history(chat, r, resume ? after : 0,
-                   resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, c));
-  json_object_set_new(o, "last_id",
-                      json_integer(r ? (json_int_t)r->last_id : 0));
-  chat_send(c, o);
-  json_decref(o);
-  if (resume)
-    chat_gap(chat, c, r, after);
+  uv_mutex_lock(&chat->lock);
+  if (wshub_map_put(&chat->users, u->id, u) != 0) {
+    uv_mutex_unlock(&chat->lock);
+    free(u);
+    return 503;
+  }
+  wshub_client_set_data(c, u);
+  chat_ctx_t x = chat_ctx(chat, c);
+  chat_room_t *r = chat_enter(&x, room);
+  if (r != NULL) {
+    char text[300];
+    snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
+             room);
+    json_t *o = chat_msg("welcome", text);
+    json_object_set_new(o, "id", json_string(u->id));
+    json_object_set_new(o, "nick", json_string(u->nick));
+    json_object_set_new(o, "room", json_string(room));
+    json_object_set_new(o, "rooms", json_pack("[s]", room));
+    chat_set_members(chat, o, r);
+    json_object_set_new(
+        o, "history",
+        chat_history(chat, r, resume ? after : 0,
+                     resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id));
+    json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
+    chat_send(&x, o);
+    json_decref(o);
+    if (resume)
+      chat_gap(&x, r, after);
+  }
   if (bad_room)
-    chat_error(c, "bad_room",
+    chat_error(&x, "bad_room",
                "Room names are 1-64 characters of A-Z a-z 0-9 . _ -");
   if (bad_nick)
-    chat_error(c, "bad_nick",
-               "Nicknames are 1-32 characters, no control "
-               "characters, not all blank");
+    chat_error(&x, "bad_nick", chat_bad_nick_text);
+  uv_mutex_unlock(&chat->lock);
   return 0;
 }
 
@@ -722,9 +835,15 @@ static void chat_on_close(wshub_client_t *c, int code, const char *reason,
   (void)code;
   (void)reason;
   wshub_chat_t *chat = user;
-  for (size_t i = 0; i < wshub_client_room_count(c); i++)
-    chat_presence(chat, c, wshub_client_room(c, i), "leave", "left");
-  free(wshub_client_data(c));
+  chat_ctx_t x = chat_ctx(chat, c);
+  if (x.user == NULL)
+    return;
+  uv_mutex_lock(&chat->lock);
+  while (x.user->nrooms > 0)
+    chat_exit(&x, x.user->rooms[0], 0);
+  wshub_map_del(&chat->users, x.user->id);
+  uv_mutex_unlock(&chat->lock);
+  free(x.user);
   wshub_client_set_data(c, NULL);
 }
 

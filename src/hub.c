@@ -34,7 +34,10 @@ wshub_client_t *wshub_hub_client_new(wshub_server_t *s, wshub_ws_t *ws,
   c->server = s;
   c->ws = ws;
   c->remote = remote;
-  snprintf(c->id, sizeof(c->id), "c%llu", (unsigned long long)++s->hub.next_id);
+  uint64_t step = s->cfg.id_step ? s->cfg.id_step : 1;
+  uint64_t first = s->cfg.id_first ? s->cfg.id_first : 1;
+  uint64_t n = first + s->hub.next_id++ * step;
+  snprintf(c->id, sizeof(c->id), "c%llu", (unsigned long long)n);
   if (wshub_map_put(&s->hub.clients, c->id, c) != 0) {
     free(c);
     return NULL;

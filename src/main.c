@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,8 +34,12 @@ typedef struct {
   const char *ws_paths[MAX_LIST];
   const char *protocols[MAX_LIST];
   int max_message_set;
+  unsigned threads;
   uv_signal_t sigint, sigterm;
-  wshub_server_t *server;
+  uv_async_t done; /* a worker finished */
+  unsigned finished;
+  struct worker_s *workers;
+  wshub_chat_t *chat;
   int stopping;
 } main_t;
 
@@ -50,6 +56,9 @@ static void usage(FILE *f) {
       "0.0.0.0)\n"
       "  --port N                 TCP port, 0 picks a free one (default 3000)\n"
       "  --backlog N              listen(2) backlog (default 511)\n"
+      "  --threads N              event loops, one per thread, sharing the "
+      "port\n"
+      "                           and the rooms (default: one per core)\n"
       "  --public DIR             static files root (default: the source "
       "tree's\n"
       "                           public/, else " WSHUB_DATA_PUBLIC ")\n"
@@ -172,6 +181,7 @@ enum {
   OPT_MAX_TEXT,
   OPT_HISTORY,
   OPT_PRESENCE_LIMIT,
+  OPT_THREADS,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -198,6 +208,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"max-text", required_argument, NULL, OPT_MAX_TEXT},
       {"history", required_argument, NULL, OPT_HISTORY},
       {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
+      {"threads", required_argument, NULL, OPT_THREADS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -224,6 +235,13 @@ static int parse_args(main_t *m, int argc, char **argv) {
       if (parse_int(optarg, 0, 65535, &m->port) != 0)
         return bad(name, optarg, "expected a port number 0-65535");
       break;
+    case OPT_THREADS: {
+      int n;
+      if (parse_int(optarg, 0, 256, &n) != 0)
+        return bad(name, optarg, "expected 0-256 (0: one per core)");
+      m->threads = (unsigned)n;
+      break;
+    }
     case OPT_BACKLOG:
       if (parse_int(optarg, 1, 65535, &m->backlog) != 0)
         return bad(name, optarg, "expected 1-65535");
@@ -356,8 +374,104 @@ static unsigned long raise_nofile(void) {
   return (unsigned long)rl.rlim_cur;
 }
 
-static void on_server_closed(wshub_server_t *server) {
-  (void)server;
+/* One server, one loop, one thread. */
+typedef struct worker_s {
+  main_t *m;
+  unsigned index;
+  uv_os_sock_t fd;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t stop;
+  wshub_server_t *server;
+  int err;
+} worker_t;
+
+static void worker_on_closed(wshub_server_t *server) {
+  (void)server; /* the loop runs out; worker_main goes on */
+}
+
+static void worker_on_stop(uv_async_t *a) {
+  worker_t *w = a->data;
+  uv_close((uv_handle_t *)&w->stop, NULL);
+  wshub_close(w->server, worker_on_closed);
+}
+
+static void worker_main(void *arg) {
+  worker_t *w = arg;
+  main_t *m = w->m;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  if (m->chat != NULL)
+    wshub_chat_detach(m->chat, w->index);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  int r = uv_loop_close(&w->loop);
+  if (r != 0)
+    fprintf(stderr, "wshub: thread %u: loop not empty at exit: %s\n", w->index,
+            wshub_strerror(r));
+  __atomic_add_fetch(&m->finished, 1, __ATOMIC_RELEASE);
+  uv_async_send(&m->done);
+}
+
+/* Sets up worker i on its own loop (called from the main thread before
+ * the worker runs). */
+static int worker_init(main_t *m, worker_t *w, unsigned i) {
+  w->m = m;
+  w->index = i;
+  int r = uv_loop_init(&w->loop);
+  if (r != 0)
+    return r;
+  wshub_config_t cfg = m->cfg;
+  cfg.id_first = i + 1;
+  cfg.id_step = m->threads;
+  if (m->chat != NULL)
+    wshub_chat_install(m->chat, &cfg);
+  r = wshub_server_new(&w->loop, &cfg, &w->server);
+  if (r != 0)
+    return r;
+  r = wshub_listen_fd(w->server, w->fd);
+  if (r == 0 && m->chat != NULL)
+    r = wshub_chat_attach(m->chat, i, &w->loop, w->server);
+  if (r == 0)
+    r = uv_async_init(&w->loop, &w->stop, worker_on_stop);
+  w->stop.data = w;
+  return r;
+}
+
+/* A bound TCP socket for host:port (SO_REUSEPORT when several threads
+ * share the port). */
+static int listen_socket(const char *host, int port, int reuseport,
+                         uv_os_sock_t *out) {
+  struct sockaddr_storage addr;
+  memset(&addr, 0, sizeof(addr));
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0 &&
+      uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0)
+    return UV_EINVAL;
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuseport)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (addr.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  socklen_t len = addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+  if (bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 511) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  *out = fd;
+  return 0;
+}
+
+static int socket_port(uv_os_sock_t fd) {
+  struct sockaddr_storage a;
+  socklen_t len = sizeof(a);
+  if (getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    return 0;
+  return ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                       : ((struct sockaddr_in *)&a)->sin_port);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -369,10 +483,19 @@ static void on_signal(uv_signal_t *sig, int signum) {
   m->stopping = 1;
   fprintf(stderr, "wshub: %s received, shutting down\n",
           signum == SIGINT ? "SIGINT" : "SIGTERM");
-  /* The handlers stay, unreferenced, to catch a second signal. */
-  uv_unref((uv_handle_t *)&m->sigint);
-  uv_unref((uv_handle_t *)&m->sigterm);
-  wshub_close(m->server, on_server_closed);
+  /* The handlers stay, to catch a second signal, until every worker has
+   * finished (on_workers_done). */
+  for (unsigned i = 0; i < m->threads; i++)
+    uv_async_send(&m->workers[i].stop);
+}
+
+static void on_workers_done(uv_async_t *a) {
+  main_t *m = a->data;
+  if (__atomic_add_fetch(&m->finished, 0, __ATOMIC_ACQUIRE) < m->threads)
+    return;
+  uv_close((uv_handle_t *)&m->done, NULL);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -385,48 +508,60 @@ int main(int argc, char **argv) {
   int rc = parse_args(&m, argc, argv);
   if (rc >= 0)
     return rc;
+  if (m.threads == 0)
+    m.threads = uv_available_parallelism();
+  if (m.threads < 1)
+    m.threads = 1;
   signal(SIGPIPE, SIG_IGN);
   unsigned long nofile = raise_nofile();
 
-  uv_loop_t *loop = uv_default_loop();
-  wshub_chat_t *chat = NULL;
-  if (!m.cfg.echo) {
-    chat = wshub_chat_new(&m.chat_cfg);
-    if (chat == NULL) {
-      fprintf(stderr, "wshub: out of memory\n");
-      return 1;
-    }
-    wshub_chat_install(chat, &m.cfg);
-  }
-  int r = wshub_server_new(loop, &m.cfg, &m.server);
-  if (r != 0) {
-    wshub_chat_free(chat);
-    fprintf(stderr, "wshub: public directory '%s': %s\n", m.cfg.public_dir,
-            wshub_strerror(r));
+  /* The sockets first: a port in use is reported before anything starts. */
+  worker_t *workers = calloc(m.threads, sizeof(*workers));
+  if (workers == NULL) {
+    fprintf(stderr, "wshub: out of memory\n");
     return 1;
   }
   const char *host = m.host ? m.host : "::";
-  r = wshub_listen(m.server, host, m.port, m.backlog);
-  if (r != 0 && m.host == NULL && r != UV_EADDRINUSE) {
-    host = "0.0.0.0"; /* no IPv6 on this machine */
-    r = wshub_listen(m.server, host, m.port, m.backlog);
+  int port = m.port;
+  int r = 0;
+  for (unsigned i = 0; i < m.threads && r == 0; i++) {
+    r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
+    if (r != 0 && i == 0 && m.host == NULL && r != UV_EADDRINUSE) {
+      host = "0.0.0.0"; /* no IPv6 on this machine */
+      r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
+    }
+    if (r == 0 && i == 0)
+      port = socket_port(workers[0].fd);
+    if (r != 0) {
+      fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", host, m.port,
+              r == UV_EADDRINUSE ? "address already in use"
+                                 : wshub_strerror(r));
+      for (unsigned j = 0; j < i; j++)
+        close(workers[j].fd);
+      free(workers);
+      return 1;
+    }
   }
-  if (r != 0) {
-    fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", host, m.port,
-            r == UV_EADDRINUSE ? "address already in use" : wshub_strerror(r));
-    wshub_close(m.server, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_loop_close(loop);
-    wshub_chat_free(chat);
+
+  if (!m.cfg.echo &&
+      (m.chat = wshub_chat_new_threads(&m.chat_cfg, m.threads)) == NULL) {
+    fprintf(stderr, "wshub: out of memory\n");
     return 1;
   }
-  int port = wshub_server_port(m.server);
+  for (unsigned i = 0; i < m.threads; i++) {
+    r = worker_init(&m, &workers[i], i);
+    if (r != 0) {
+      fprintf(stderr, "wshub: cannot start: %s\n", wshub_strerror(r));
+      return 1;
+    }
+  }
   int v6 = strchr(host, ':') != NULL;
   fprintf(stderr,
           "wshub " WSHUB_VERSION
-          ": listening on http://%s%s%s:%d (public %s%s)\n",
+          ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)\n",
           v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
-          m.cfg.echo ? ", echo mode" : "");
+          m.cfg.echo ? ", echo mode" : "", m.threads,
+          m.threads == 1 ? "" : "s");
   if (nofile > 0)
     fprintf(stderr,
             "wshub: open-file limit %lu: room for about %lu connections\n",
@@ -434,18 +569,23 @@ int main(int argc, char **argv) {
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
     fprintf(stderr, "wshub: open http://localhost:%d\n", port);
 
+  /* The main thread only waits for signals and for the workers to end. */
+  uv_loop_t *loop = uv_default_loop();
   uv_signal_init(loop, &m.sigint);
   uv_signal_init(loop, &m.sigterm);
-  m.sigint.data = m.sigterm.data = &m;
+  uv_async_init(loop, &m.done, on_workers_done);
+  m.sigint.data = m.sigterm.data = m.done.data = &m;
+  m.workers = workers;
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  for (unsigned i = 0; i < m.threads; i++)
+    uv_thread_create(&workers[i].thread, worker_main, &workers[i]);
 
   uv_run(loop, UV_RUN_DEFAULT);
-
-  uv_close((uv_handle_t *)&m.sigint, NULL);
-  uv_close((uv_handle_t *)&m.sigterm, NULL);
-  uv_run(loop, UV_RUN_DEFAULT);
-  wshub_chat_free(chat);
+  for (unsigned i = 0; i < m.threads; i++)
+    uv_thread_join(&workers[i].thread);
+  free(workers);
+  wshub_chat_free(m.chat);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));

@@ -24,6 +24,8 @@ void wshub_config_init(wshub_config_t *cfg) {
   cfg->close_timeout_ms = 5000;
   cfg->max_backlog = 8 * 1024 * 1024;
   cfg->shutdown_timeout_ms = 10000;
+  cfg->id_first = 1;
+  cfg->id_step = 1;
 }
 
 const char *wshub_strerror(int err) {

@@ -120,6 +120,13 @@ typedef struct {
   wshub_request_cb on_request;
   void *user;
 
+  /* Client ids are "c<n>" with n = id_first, id_first + id_step, ...
+   * (defaults 1 and 1): servers on several threads sharing rooms use
+   * id_first = thread + 1 and id_step = number of threads, so an id names
+   * its thread. */
+  uint64_t id_first;
+  uint64_t id_step;
+
   size_t max_backlog; /* queued outbound bytes per connection before it is
                          dropped as a slow consumer (default 8 MiB) */
   uint64_t shutdown_timeout_ms; /* wshub_close waits this long (10 s) */
@@ -225,9 +232,22 @@ typedef struct {
 } wshub_chat_config_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg);
+/* A chat for servers on one loop. */
 wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg);
 void wshub_chat_install(wshub_chat_t *chat, wshub_config_t *cfg);
 void wshub_chat_free(wshub_chat_t *chat);
+
+/* One chat shared by `nthreads` servers, one per thread and loop, whose
+ * configs use id_first = index + 1 and id_step = nthreads. On each thread,
+ * before its loop runs, attach that thread's server; after the server has
+ * closed, detach it (on that thread). Rooms, ids, history and presence are
+ * shared; each room message is framed once and crosses threads once, and
+ * every thread fans it out to its own members, in one order for all. */
+wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
+                                     unsigned nthreads);
+int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
+                      wshub_server_t *server);
+void wshub_chat_detach(wshub_chat_t *chat, unsigned index);
 size_t wshub_client_count(const wshub_server_t *s);
 
 #endif

@@ -28,7 +28,9 @@
  * Each buffer is owned by its connection and freed when it closes or at
  * exit. No globals.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -100,16 +102,16 @@ typedef struct wsl_conn {
   int fd;
   uint32_t index;
   uint8_t state;
-  bool in_msg;       /* a fragmented message is being reassembled */
-  bool want_out;     /* EPOLLOUT armed */
-  bool failed;       /* counted as an error already */
+  bool in_msg;   /* a fragmented message is being reassembled */
+  bool want_out; /* EPOLLOUT armed */
+  bool failed;   /* counted as an error already */
   uint8_t msg_opcode;
-  uint64_t t_state;  /* when the current state began (ns) */
-  uint64_t t_start;  /* when connect() was called (ns) */
+  uint64_t t_state; /* when the current state began (ns) */
+  uint64_t t_start; /* when connect() was called (ns) */
   wsl_buf_t in;
   wsl_buf_t msg;
   wsl_buf_t out;
-  char key[25];      /* Sec-WebSocket-Key while in HANDSHAKE */
+  char key[25]; /* Sec-WebSocket-Key while in HANDSHAKE */
 } wsl_conn_t;
 
 typedef struct wsl_sender {
@@ -129,6 +131,7 @@ typedef struct wsl_opts {
   bool window_set;
   double duration;
   double warmup;
+  uint64_t messages;
   uint32_t source_ips;
   double connect_rate;
   uint32_t concurrency;
@@ -153,9 +156,9 @@ typedef struct wsl_ctx {
   wsl_sender_t *senders;
   uint32_t *last_seq; /* [receiver * senders + sender], or NULL */
   char *rbuf;
-  char *fbuf;         /* outgoing frame scratch */
+  char *fbuf; /* outgoing frame scratch */
   size_t fbuf_cap;
-  char *text;         /* outgoing message scratch */
+  char *text; /* outgoing message scratch */
   size_t text_cap;
   char run_id[9];
   uint64_t rng;
@@ -578,7 +581,8 @@ static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
       continue;
     uint64_t now = wsl_now();
     if (ctx->last_seq) {
-      uint32_t *last = &ctx->last_seq[(uint64_t)c->index * ctx->opt.senders + s];
+      uint32_t *last =
+          &ctx->last_seq[(uint64_t)c->index * ctx->opt.senders + s];
       if (seq <= *last)
         ctx->duplicates++;
       else
@@ -772,8 +776,8 @@ static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
     ctx->t_first_connect = now;
   c->t_start = now;
   ctx->started++;
-  int fd = socket(ctx->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  0);
+  int fd = socket(ctx->addr.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     ctx->connect_errors++;
     ctx->settled++;
@@ -812,11 +816,11 @@ static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
 
 /* ---------------------------------------------------------------- sending */
 
-static size_t msg_build(wsl_ctx_t *ctx, uint32_t s, uint64_t seq,
-                        uint64_t ns) {
+static size_t msg_build(wsl_ctx_t *ctx, uint32_t s, uint64_t seq, uint64_t ns) {
   char marker[96];
-  int ml = snprintf(marker, sizeof marker, "wsl:%s:%" PRIu32 ":%" PRIu64
-                    ":%" PRIu64, ctx->run_id, s, seq, ns);
+  int ml =
+      snprintf(marker, sizeof marker, "wsl:%s:%" PRIu32 ":%" PRIu64 ":%" PRIu64,
+               ctx->run_id, s, seq, ns);
   size_t tl = (size_t)ml;
   if (ctx->opt.payload > tl)
     tl = ctx->opt.payload;
@@ -828,9 +832,10 @@ static size_t msg_build(wsl_ctx_t *ctx, uint32_t s, uint64_t seq,
     ctx->text = p;
     ctx->text_cap = need;
   }
-  static const char *pre[] = {"", "{\"type\":\"message\",\"text\":\"",
-                              "{\"type\":\"message\",\"params\":{\"value\":\""};
-  static const char *post[] = {"", "\"}", "\"}}"};
+  static const char *const pre[] = {
+      "", "{\"type\":\"message\",\"text\":\"",
+      "{\"type\":\"message\",\"params\":{\"value\":\""};
+  static const char *const post[] = {"", "\"}", "\"}}"};
   size_t o = strlen(pre[ctx->opt.format]);
   memcpy(ctx->text, pre[ctx->opt.format], o);
   memcpy(ctx->text + o, marker, (size_t)ml);
@@ -859,6 +864,11 @@ static void sender_send(wsl_ctx_t *ctx, uint32_t s, uint64_t now) {
   conn_send_frame(ctx, c, 0x1, ctx->text, len);
 }
 
+/* A sender with --messages N is finished after its N-th message. */
+static bool sender_finished(const wsl_ctx_t *ctx, uint32_t s) {
+  return ctx->opt.messages > 0 && ctx->senders[s].seq >= ctx->opt.messages;
+}
+
 /* Sends what is due: on schedule (rate mode) or to fill the window. */
 static void senders_pump(wsl_ctx_t *ctx) {
   if (ctx->phase != WSL_PH_SEND)
@@ -868,23 +878,24 @@ static void senders_pump(wsl_ctx_t *ctx) {
     return;
   uint32_t w = ctx->opt.window;
   uint64_t interval =
-      ctx->opt.rate > 0 ? (uint64_t)((double)ctx->opt.senders * 1e9 / ctx->opt.rate)
-                        : 0;
+      ctx->opt.rate > 0
+          ? (uint64_t)((double)ctx->opt.senders * 1e9 / ctx->opt.rate)
+          : 0;
   for (uint32_t s = 0; s < ctx->opt.senders; s++) {
     wsl_sender_t *sd = &ctx->senders[s];
-    if (ctx->conns[s].state != WSL_ST_OPEN)
+    if (ctx->conns[s].state != WSL_ST_OPEN || sender_finished(ctx, s))
       continue;
     if (interval == 0) {
       uint64_t t = now;
       while (sd->inflight < w && ctx->conns[s].state == WSL_ST_OPEN &&
-             t < ctx->t_send_end) {
+             t < ctx->t_send_end && !sender_finished(ctx, s)) {
         sender_send(ctx, s, t);
         t = wsl_now();
       }
       continue;
     }
     while (sd->next_ns <= now && (w == 0 || sd->inflight < w) &&
-           ctx->conns[s].state == WSL_ST_OPEN) {
+           ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s)) {
       sender_send(ctx, s, now);
       sd->next_ns += interval;
     }
@@ -898,7 +909,7 @@ static int senders_wait_ms(wsl_ctx_t *ctx, uint64_t now) {
   uint64_t next = UINT64_MAX;
   for (uint32_t s = 0; s < ctx->opt.senders; s++) {
     wsl_sender_t *sd = &ctx->senders[s];
-    if (ctx->conns[s].state == WSL_ST_OPEN &&
+    if (ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s) &&
         (ctx->opt.window == 0 || sd->inflight < ctx->opt.window) &&
         sd->next_ns < next)
       next = sd->next_ns;
@@ -918,8 +929,8 @@ static void conns_ramp(wsl_ctx_t *ctx, uint64_t now) {
     return;
   uint32_t limit = ctx->opt.connections;
   if (ctx->opt.connect_rate > 0 && ctx->t_first_connect) {
-    double allowed = (double)(now - ctx->t_first_connect) / 1e9 *
-                         ctx->opt.connect_rate + 1;
+    double allowed =
+        (double)(now - ctx->t_first_connect) / 1e9 * ctx->opt.connect_rate + 1;
     if (allowed < limit)
       limit = (uint32_t)allowed;
   }
@@ -946,7 +957,8 @@ static void ctx_progress(wsl_ctx_t *ctx, uint64_t now) {
   if (ctx->opt.quiet || now - ctx->t_progress < WSL_NS)
     return;
   ctx->t_progress = now;
-  static const char *names[] = {"connect", "hold", "send", "drain", "close"};
+  static const char *const names[] = {"connect", "hold", "send", "drain",
+                                      "close"};
   fprintf(stderr,
           "wsload: %6.1fs %-7s started=%u open=%u connected=%u errors=%" PRIu64
           " sent=%" PRIu64 " delivered=%" PRIu64 "/%" PRIu64 " p99=%.3fms\n",
@@ -954,7 +966,8 @@ static void ctx_progress(wsl_ctx_t *ctx, uint64_t now) {
           ctx->open, ctx->connected,
           ctx->connect_errors + ctx->handshake_errors + ctx->protocol_errors +
               ctx->closed_unexpected,
-          ctx->sent, ctx->delivered, ctx->expected, hist_pct_ms(&ctx->lat, 0.99));
+          ctx->sent, ctx->delivered, ctx->expected,
+          hist_pct_ms(&ctx->lat, 0.99));
 }
 
 static void ctx_on_signal(wsl_ctx_t *ctx) {
@@ -1026,13 +1039,25 @@ static bool done_never(wsl_ctx_t *ctx) {
   return ctx->open == 0;
 }
 
+static bool done_sending(wsl_ctx_t *ctx) {
+  if (ctx->open == 0)
+    return true;
+  if (ctx->opt.messages == 0)
+    return false;
+  for (uint32_t s = 0; s < ctx->opt.senders; s++)
+    if (ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s))
+      return false;
+  return true;
+}
+
 static bool done_drain(wsl_ctx_t *ctx) {
   return ctx->delivered >= ctx->expected || ctx->open == 0;
 }
 
 static bool done_closed(wsl_ctx_t *ctx) {
   for (uint32_t i = 0; i < ctx->started; i++)
-    if (ctx->conns[i].state != WSL_ST_DONE && ctx->conns[i].state != WSL_ST_IDLE)
+    if (ctx->conns[i].state != WSL_ST_DONE &&
+        ctx->conns[i].state != WSL_ST_IDLE)
       return false;
   return true;
 }
@@ -1043,20 +1068,25 @@ static void usage(FILE *f) {
   fputs(
       "usage: wsload --url ws://HOST:PORT/PATH [options]\n"
       "  --connections C     connections to open (default 100)\n"
-      "  --senders S         connections 0..S-1 send (default 10; 0 = none)\n"
+      "  --senders S         connections 0..S-1 send (default 10, at most C;\n"
+      "                      0 = none)\n"
       "  --rate R            aggregate messages/s; 0 = as fast as the window\n"
       "                      allows (default 0)\n"
       "  --window W          unanswered messages per sender (default 4;\n"
       "                      0 = unlimited, only with --rate)\n"
       "  --duration D        seconds of measured sending (default 10)\n"
       "  --warmup W          seconds of unmeasured sending first (default 0)\n"
+      "  --messages N        each sender stops after N messages (default 0 =\n"
+      "                      until --duration ends)\n"
       "  --drain T           wait up to T s after the last send (default 5)\n"
       "  --payload BYTES     pad each message text to BYTES (default: marker)\n"
       "  --format F          raw | chat-json | lecture2 (default raw)\n"
-      "  --source-ips N      bind round-robin to 127.0.0.1..127.0.0.N (default 1)\n"
+      "  --source-ips N      bind round-robin to 127.0.0.1..127.0.0.N (default "
+      "1)\n"
       "  --connect-rate R    new connections per second (default 0 = no cap)\n"
       "  --concurrency K     connections being set up at once (default 256)\n"
-      "  --timeout T         per-connection connect+handshake timeout (default 10)\n"
+      "  --timeout T         per-connection connect+handshake timeout (default "
+      "10)\n"
       "  --connect-timeout T cap on the whole connect phase (default 120)\n"
       "  --hold D            connect all, print 'connected N', hold D s idle\n"
       "  --handshake-only    measure upgrades/s: connect, upgrade, close\n"
@@ -1130,9 +1160,25 @@ static bool parse_url(wsl_opts_t *o, const char *url) {
 
 static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   enum {
-    O_URL = 256, O_CONNS, O_SENDERS, O_RATE, O_WINDOW, O_DURATION, O_WARMUP,
-    O_DRAIN, O_PAYLOAD, O_FORMAT, O_SRCIPS, O_CRATE, O_CONC, O_TIMEOUT,
-    O_CTIMEOUT, O_HOLD, O_HSONLY, O_QUIET,
+    O_URL = 256,
+    O_CONNS,
+    O_SENDERS,
+    O_RATE,
+    O_WINDOW,
+    O_DURATION,
+    O_WARMUP,
+    O_DRAIN,
+    O_PAYLOAD,
+    O_FORMAT,
+    O_SRCIPS,
+    O_CRATE,
+    O_CONC,
+    O_TIMEOUT,
+    O_CTIMEOUT,
+    O_HOLD,
+    O_HSONLY,
+    O_QUIET,
+    O_MESSAGES,
   };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, O_URL},
@@ -1153,6 +1199,7 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
       {"hold", required_argument, NULL, O_HOLD},
       {"handshake-only", no_argument, NULL, O_HSONLY},
       {"quiet", no_argument, NULL, O_QUIET},
+      {"messages", required_argument, NULL, O_MESSAGES},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -1175,30 +1222,79 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     bool ok = true;
     const char *a = optarg;
     switch (ch) {
-    case O_URL: ok = have_url = parse_url(o, a); break;
-    case O_CONNS: ok = opt_u32(a, 1, 10000000, &o->connections); break;
-    case O_SENDERS: ok = opt_u32(a, 0, 10000000, &o->senders); senders_set = true; break;
-    case O_RATE: ok = opt_num(a, 0, 1e9, &o->rate); break;
-    case O_WINDOW: ok = opt_u32(a, 0, 1000000, &o->window); o->window_set = true; break;
-    case O_DURATION: ok = opt_num(a, 0, 86400, &o->duration); break;
-    case O_WARMUP: ok = opt_num(a, 0, 86400, &o->warmup); break;
-    case O_DRAIN: ok = opt_num(a, 0, 3600, &o->drain); break;
-    case O_PAYLOAD: ok = opt_u32(a, 0, 16u * 1024 * 1024, &o->payload); break;
-    case O_FORMAT:
-      if (strcmp(a, "raw") == 0) o->format = WSL_FMT_RAW;
-      else if (strcmp(a, "chat-json") == 0) o->format = WSL_FMT_CHAT_JSON;
-      else if (strcmp(a, "lecture2") == 0) o->format = WSL_FMT_LECTURE2;
-      else ok = false;
+    case O_URL:
+      ok = have_url = parse_url(o, a);
       break;
-    case O_SRCIPS: ok = opt_u32(a, 1, 254, &o->source_ips); break;
-    case O_CRATE: ok = opt_num(a, 0, 1e9, &o->connect_rate); break;
-    case O_CONC: ok = opt_u32(a, 1, 10000000, &o->concurrency); break;
-    case O_TIMEOUT: ok = opt_num(a, 0.001, 3600, &o->timeout); break;
-    case O_CTIMEOUT: ok = opt_num(a, 0.001, 86400, &o->connect_timeout); break;
-    case O_HOLD: ok = opt_num(a, 0, 86400, &o->hold); o->hold_set = true; break;
-    case O_HSONLY: o->handshake_only = true; break;
-    case O_QUIET: o->quiet = true; break;
-    case 'h': usage(stdout); exit(0);
+    case O_CONNS:
+      ok = opt_u32(a, 1, 10000000, &o->connections);
+      break;
+    case O_SENDERS:
+      ok = opt_u32(a, 0, 10000000, &o->senders);
+      senders_set = true;
+      break;
+    case O_RATE:
+      ok = opt_num(a, 0, 1e9, &o->rate);
+      break;
+    case O_WINDOW:
+      ok = opt_u32(a, 0, 1000000, &o->window);
+      o->window_set = true;
+      break;
+    case O_DURATION:
+      ok = opt_num(a, 0, 86400, &o->duration);
+      break;
+    case O_WARMUP:
+      ok = opt_num(a, 0, 86400, &o->warmup);
+      break;
+    case O_DRAIN:
+      ok = opt_num(a, 0, 3600, &o->drain);
+      break;
+    case O_PAYLOAD:
+      ok = opt_u32(a, 0, 16u * 1024 * 1024, &o->payload);
+      break;
+    case O_FORMAT:
+      if (strcmp(a, "raw") == 0)
+        o->format = WSL_FMT_RAW;
+      else if (strcmp(a, "chat-json") == 0)
+        o->format = WSL_FMT_CHAT_JSON;
+      else if (strcmp(a, "lecture2") == 0)
+        o->format = WSL_FMT_LECTURE2;
+      else
+        ok = false;
+      break;
+    case O_SRCIPS:
+      ok = opt_u32(a, 1, 254, &o->source_ips);
+      break;
+    case O_CRATE:
+      ok = opt_num(a, 0, 1e9, &o->connect_rate);
+      break;
+    case O_CONC:
+      ok = opt_u32(a, 1, 10000000, &o->concurrency);
+      break;
+    case O_TIMEOUT:
+      ok = opt_num(a, 0.001, 3600, &o->timeout);
+      break;
+    case O_CTIMEOUT:
+      ok = opt_num(a, 0.001, 86400, &o->connect_timeout);
+      break;
+    case O_HOLD:
+      ok = opt_num(a, 0, 86400, &o->hold);
+      o->hold_set = true;
+      break;
+    case O_HSONLY:
+      o->handshake_only = true;
+      break;
+    case O_QUIET:
+      o->quiet = true;
+      break;
+    case O_MESSAGES: {
+      double v;
+      ok = opt_num(a, 0, 4e9, &v) && v == (double)(uint64_t)v;
+      o->messages = (uint64_t)v;
+      break;
+    }
+    case 'h':
+      usage(stdout);
+      exit(0);
     default:
       fprintf(stderr, "wsload: unknown option or missing value: %s\n",
               argv[optind - 1]);
@@ -1229,6 +1325,8 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
           stderr);
     return -1;
   }
+  if (!senders_set && o->senders > o->connections)
+    o->senders = o->connections;
   if (o->senders > o->connections) {
     fputs("wsload: --senders exceeds --connections\n", stderr);
     return -1;
@@ -1249,7 +1347,7 @@ static void print_result(wsl_ctx_t *ctx) {
                      : o->senders == 0 ? "connect"
                      : o->rate > 0     ? "fanout"
                                        : "saturation";
-  static const char *fmts[] = {"raw", "chat-json", "lecture2"};
+  static const char *const fmts[] = {"raw", "chat-json", "lecture2"};
   double send_s = ctx->t_send_end > ctx->t_measure && ctx->t_measure
                       ? (double)(ctx->t_send_end - ctx->t_measure) / 1e9
                       : 0;
@@ -1258,12 +1356,14 @@ static void print_result(wsl_ctx_t *ctx) {
                        : 0;
   if (deliv_s < send_s)
     deliv_s = send_s;
-  double conn_s = ctx->t_connected > ctx->t_first_connect && ctx->t_first_connect
-                      ? (double)(ctx->t_connected - ctx->t_first_connect) / 1e9
-                      : 0;
-  double up_s = ctx->t_last_upgrade > ctx->t_first_connect && ctx->t_first_connect
-                    ? (double)(ctx->t_last_upgrade - ctx->t_first_connect) / 1e9
-                    : 0;
+  double conn_s =
+      ctx->t_connected > ctx->t_first_connect && ctx->t_first_connect
+          ? (double)(ctx->t_connected - ctx->t_first_connect) / 1e9
+          : 0;
+  double up_s =
+      ctx->t_last_upgrade > ctx->t_first_connect && ctx->t_first_connect
+          ? (double)(ctx->t_last_upgrade - ctx->t_first_connect) / 1e9
+          : 0;
   uint64_t errors = ctx->connect_errors + ctx->handshake_errors +
                     ctx->protocol_errors + ctx->closed_unexpected;
   printf("RESULT mode=%s conns=%u connected=%u senders=%u rate=%g window=%u"
@@ -1275,6 +1375,7 @@ static void print_result(wsl_ctx_t *ctx) {
          " hs_p99_ms=%.3f hs_max_ms=%.3f connect_s=%.3f"
          " connect_errors=%" PRIu64 " handshake_errors=%" PRIu64
          " protocol_errors=%" PRIu64 " closed=%" PRIu64 " errors=%" PRIu64
+         " frames_in=%" PRIu64 " bytes_in=%" PRIu64
          " duration_s=%.3f elapsed_s=%.3f\n",
          mode, o->connections, ctx->connected, o->senders, o->rate, o->window,
          fmts[o->format], o->payload, ctx->sent, ctx->expected, ctx->delivered,
@@ -1289,7 +1390,8 @@ static void print_result(wsl_ctx_t *ctx) {
          hist_pct_ms(&ctx->hs, 0.50), hist_pct_ms(&ctx->hs, 0.99),
          (double)ctx->hs.max_ns / 1e6, conn_s, ctx->connect_errors,
          ctx->handshake_errors, ctx->protocol_errors, ctx->closed_unexpected,
-         errors, send_s, (double)(ctx->t_end - ctx->t_begin) / 1e9);
+         errors, ctx->frames_in, ctx->bytes_in, send_s,
+         (double)(ctx->t_end - ctx->t_begin) / 1e9);
   fflush(stdout);
 }
 
@@ -1331,8 +1433,8 @@ static int ctx_init(wsl_ctx_t *ctx) {
            (uint32_t)(wsl_rand(ctx) >> 32));
 
   ctx->conns = calloc(ctx->opt.connections, sizeof *ctx->conns);
-  ctx->senders = calloc(ctx->opt.senders ? ctx->opt.senders : 1,
-                        sizeof *ctx->senders);
+  ctx->senders =
+      calloc(ctx->opt.senders ? ctx->opt.senders : 1, sizeof *ctx->senders);
   ctx->rbuf = malloc(WSL_RBUF_SIZE);
   if (!ctx->conns || !ctx->senders || !ctx->rbuf)
     wsl_die_oom();
@@ -1403,7 +1505,12 @@ static void ctx_send_phase(wsl_ctx_t *ctx) {
     fprintf(stderr, "wsload: sending for %.1fs (+%.1fs warmup), run id %s\n",
             o->duration, o->warmup, ctx->run_id);
   ctx->phase = WSL_PH_SEND;
-  ctx_run(ctx, done_never, ctx->t_send_end);
+  ctx_run(ctx, done_sending, ctx->t_send_end);
+  /* Ended early (every sender sent --messages, or nobody is left): what
+   * was sent so far is what is measured. */
+  now = wsl_now();
+  if (now < ctx->t_send_end)
+    ctx->t_send_end = now + 1 > ctx->t_measure ? now + 1 : ctx->t_measure;
   ctx->phase = WSL_PH_DRAIN;
   ctx_run(ctx, done_drain, wsl_now() + wsl_secs_ns(o->drain));
 }
