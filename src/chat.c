@@ -42,6 +42,9 @@ typedef struct {
   size_t start, len;
   chat_user_t **members; /* every member, on every thread */
   size_t n, cap;
+  char *members_json; /* cached JSON array of the first presence_limit
+                         members, NULL when stale */
+  size_t members_json_len;
 } chat_room_t;
 
 struct chat_user_s {
@@ -117,6 +120,7 @@ static void chat_room_free(const char *key, void *value, void *arg) {
     json_decref(r->ring[(r->start + i) % chat->cfg.history]);
   free(r->ring);
   free(r->members);
+  free(r->members_json);
   free(r->name);
   free(r);
 }
@@ -322,8 +326,17 @@ static const char *chat_current_room(const chat_user_t *u) {
   return u->nrooms ? u->rooms[u->nrooms - 1]->name : NULL;
 }
 
-/* Records u as a member of r (the chat's truth). 0 or UV_ENOMEM. */
-static int chat_member_add(chat_room_t *r, chat_user_t *u) {
+static void chat_members_stale(chat_room_t *r) {
+  free(r->members_json);
+  r->members_json = NULL;
+}
+
+/* Records u as a member of r (the chat's truth). 0 or UV_ENOMEM. The
+ * cached member list only changes if u lands in its visible prefix. */
+static int chat_member_add(const wshub_chat_t *chat, chat_room_t *r,
+                           chat_user_t *u) {
+  if (r->n < chat->cfg.presence_limit)
+    chat_members_stale(r);
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 8;
     chat_user_t **m = realloc(r->members, cap * sizeof(*m));
@@ -337,9 +350,12 @@ static int chat_member_add(chat_room_t *r, chat_user_t *u) {
   return 0;
 }
 
-static void chat_member_remove(chat_room_t *r, chat_user_t *u) {
+static void chat_member_remove(const wshub_chat_t *chat, chat_room_t *r,
+                               chat_user_t *u) {
   for (size_t i = 0; i < r->n; i++)
     if (r->members[i] == u) {
+      if (i < chat->cfg.presence_limit)
+        chat_members_stale(r);
       r->members[i] = r->members[--r->n];
       break;
     }
@@ -351,15 +367,44 @@ static void chat_member_remove(chat_room_t *r, chat_user_t *u) {
   }
 }
 
-/* Sets "members" (at most presence_limit of them) and "member_count". */
-static void chat_set_members(const wshub_chat_t *chat, json_t *o,
-                             const chat_room_t *r) {
-  json_t *list = json_array();
-  size_t n = r ? r->n : 0;
-  for (size_t i = 0; i < n && i < chat->cfg.presence_limit; i++)
-    json_array_append_new(list, chat_member(r->members[i]));
-  json_object_set_new(o, "members", list);
-  json_object_set_new(o, "member_count", json_integer((json_int_t)n));
+/* The JSON array of the first presence_limit members, cached in the room
+ * until it changes (a reconnect storm re-sends the same list many times). */
+static const char *chat_members_json(const wshub_chat_t *chat, chat_room_t *r,
+                                     size_t *len) {
+  if (r->members_json == NULL) {
+    json_t *list = json_array();
+    for (size_t i = 0; i < r->n && i < chat->cfg.presence_limit; i++)
+      json_array_append_new(list, chat_member(r->members[i]));
+    r->members_json = json_dumps(list, JSON_COMPACT);
+    r->members_json_len = r->members_json ? strlen(r->members_json) : 0;
+    json_decref(list);
+  }
+  *len = r->members_json_len;
+  return r->members_json ? r->members_json : "[]";
+}
+
+/* Sends o, with "members" (the cached list) and "member_count" of room r
+ * added, to the acting client. */
+static void chat_send_with_members(const chat_ctx_t *x, json_t *o,
+                                   chat_room_t *r) {
+  json_object_set_new(o, "member_count", json_integer((json_int_t)r->n));
+  char *s = json_dumps(o, JSON_COMPACT);
+  if (s == NULL)
+    return;
+  size_t sl = strlen(s), ml;
+  const char *m = chat_members_json(x->chat, r, &ml);
+  /* s is an object: splice the member array in before its closing brace. */
+  uv_buf_t parts[4] = {
+      uv_buf_init(s, (unsigned)(sl - 1)),
+      uv_buf_init((char *)",\"members\":", 11),
+      uv_buf_init((char *)m, (unsigned)ml),
+      uv_buf_init((char *)"}", 1),
+  };
+  wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 4);
+  free(s);
+  if (f != NULL)
+    chat_bus_to(x->chat->bus, x->server, x->user->id, f);
+  wshub_buf_unref(f);
 }
 
 /* Rooms larger than presence_limit get no join/leave/nick notices: each
@@ -447,7 +492,7 @@ static chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
     chat_error(x, "too_many_rooms", "The server has too many rooms");
     return NULL;
   }
-  if (chat_member_add(r, u) != 0) {
+  if (chat_member_add(x->chat, r, u) != 0) {
     chat_error(x, "internal", "Could not join the room");
     return NULL;
   }
@@ -458,7 +503,7 @@ static chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
 
 static void chat_exit(const chat_ctx_t *x, chat_room_t *r, int live) {
   chat_presence(x, r, "leave", "left");
-  chat_member_remove(r, x->user);
+  chat_member_remove(x->chat, r, x->user);
   if (live)
     chat_bus_leave(x->chat->bus, x->server, x->user->id, r->name);
 }
@@ -501,20 +546,18 @@ static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
 }
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
-static void chat_joined(const chat_ctx_t *x, const chat_room_t *r,
-                        int with_history) {
+static void chat_joined(const chat_ctx_t *x, chat_room_t *r, int with_history) {
   char text[100];
   snprintf(text, sizeof(text), "You joined %s", r->name);
   json_t *o = chat_msg("joined", text);
   json_object_set_new(o, "room", json_string(r->name));
-  chat_set_members(x->chat, o, r);
   json_object_set_new(
       o, "history",
       with_history
           ? chat_history(x->chat, r, 0, CHAT_WELCOME_HISTORY, x->user->id)
           : json_array());
   json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
-  chat_send(x, o);
+  chat_send_with_members(x, o, r);
   json_decref(o);
 }
 
@@ -592,6 +635,8 @@ static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
   memcpy(old, u->nick, sizeof(old));
   memcpy(u->nick, nick, len);
   u->nick[len] = '\0';
+  for (size_t i = 0; i < u->nrooms; i++)
+    chat_members_stale(u->rooms[i]);
   char text[300];
   snprintf(text, sizeof(text), "%s is now %s", old, u->nick);
   json_t *o = chat_msg("nick", text);
@@ -810,13 +855,12 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
     json_object_set_new(o, "nick", json_string(u->nick));
     json_object_set_new(o, "room", json_string(room));
     json_object_set_new(o, "rooms", json_pack("[s]", room));
-    chat_set_members(chat, o, r);
     json_object_set_new(
         o, "history",
         chat_history(chat, r, resume ? after : 0,
                      resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id));
     json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
-    chat_send(&x, o);
+    chat_send_with_members(&x, o, r);
     json_decref(o);
     if (resume)
       chat_gap(&x, r, after);

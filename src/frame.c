@@ -33,6 +33,24 @@ wshub_buf_t *wshub_frame_build(uint8_t opcode, const void *payload,
   return b;
 }
 
+wshub_buf_t *wshub_frame_build_parts(uint8_t opcode, const uv_buf_t *parts,
+                                     size_t n) {
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++)
+    len += parts[i].len;
+  wshub_buf_t *b = wshub_buf_new(len + 10);
+  if (b == NULL)
+    return NULL;
+  size_t o = wshub_frame_header((uint8_t *)b->data, opcode, len);
+  for (size_t i = 0; i < n; i++) {
+    if (parts[i].len > 0)
+      memcpy(b->data + o, parts[i].base, parts[i].len);
+    o += parts[i].len;
+  }
+  b->len = o;
+  return b;
+}
+
 wshub_buf_t *wshub_frame_close(uint16_t code, const char *reason) {
   uint8_t p[125];
   size_t rl = reason ? strlen(reason) : 0;

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "buf.h"
 
 enum {
@@ -28,6 +30,10 @@ size_t wshub_frame_header(uint8_t *out, uint8_t opcode, uint64_t len);
 
 /* A complete frame carrying payload[0..len). NULL if out of memory. */
 wshub_buf_t *wshub_frame_build(uint8_t opcode, const void *payload, size_t len);
+
+/* A complete frame whose payload is the concatenation of n pieces. */
+wshub_buf_t *wshub_frame_build_parts(uint8_t opcode, const uv_buf_t *parts,
+                                     size_t n);
 
 /* A close frame with `code` and a reason (truncated to 123 bytes at a
  * UTF-8 character boundary). */
