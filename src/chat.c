@@ -48,10 +48,10 @@ typedef struct {
 } chat_room_t;
 
 struct chat_user_s {
-  char id[24]; /* the client's id, also the users map key */
-  char nick[CHAT_NICK_BYTES];
-  chat_room_t *rooms[CHAT_MAX_ROOMS_PER_CLIENT]; /* join order */
-  size_t nrooms;
+  char id[24];         /* the client's id, also the users map key */
+  char *nick;          /* heap: most are short, the longest is 128 bytes */
+  chat_room_t **rooms; /* join order; grows to CHAT_MAX_ROOMS_PER_CLIENT */
+  size_t nrooms, rooms_cap;
 };
 
 struct wshub_chat_s {
@@ -128,7 +128,10 @@ static void chat_room_free(const char *key, void *value, void *arg) {
 static void chat_user_free(const char *key, void *value, void *arg) {
   (void)key;
   (void)arg;
-  free(value);
+  chat_user_t *u = value;
+  free(u->nick);
+  free(u->rooms);
+  free(u);
 }
 
 void wshub_chat_free(wshub_chat_t *chat) {
@@ -344,6 +347,14 @@ static int chat_member_add(const wshub_chat_t *chat, chat_room_t *r,
       return UV_ENOMEM;
     r->members = m;
     r->cap = cap;
+  }
+  if (u->nrooms == u->rooms_cap) {
+    size_t cap = u->rooms_cap ? u->rooms_cap * 2 : 2;
+    chat_room_t **m = realloc(u->rooms, cap * sizeof(*m));
+    if (m == NULL)
+      return UV_ENOMEM;
+    u->rooms = m;
+    u->rooms_cap = cap;
   }
   r->members[r->n++] = u;
   u->rooms[u->nrooms++] = r;
@@ -631,10 +642,13 @@ static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,
 
 static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
   chat_user_t *u = x->user;
-  char old[CHAT_NICK_BYTES];
-  memcpy(old, u->nick, sizeof(old));
-  memcpy(u->nick, nick, len);
-  u->nick[len] = '\0';
+  char *fresh = strndup(nick, len);
+  if (fresh == NULL) {
+    chat_error(x, "internal", "Could not change the nickname");
+    return;
+  }
+  char *old = u->nick;
+  u->nick = fresh;
   for (size_t i = 0; i < u->nrooms; i++)
     chat_members_stale(u->rooms[i]);
   char text[300];
@@ -651,6 +665,7 @@ static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
     chat_send_room(x, r->name, o, u->id);
   }
   json_decref(o);
+  free(old);
 }
 
 /* A string field, or NULL (its length in *len). */
@@ -814,7 +829,8 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   if (u == NULL)
     return 503;
   snprintf(u->id, sizeof(u->id), "%s", wshub_client_id(c));
-  snprintf(u->nick, sizeof(u->nick), "guest-%s", u->id + 1);
+  char guest[32];
+  snprintf(guest, sizeof(guest), "guest-%s", u->id + 1);
 
   char room[80], nick[CHAT_NICK_BYTES], after_s[24];
   int rl = wshub_chat_query_param(req->target, req->target_len, "room", room,
@@ -827,10 +843,14 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   int bad_nick =
       nl == -1 && wshub_chat_query_param(req->target, req->target_len, "nick",
                                          after_s, 1) != -1;
-  if (nl >= 0 && wshub_chat_nick_valid(nick, (size_t)nl))
-    memcpy(u->nick, nick, (size_t)nl + 1);
-  else if (nl >= 0)
+  int good_nick = nl >= 0 && wshub_chat_nick_valid(nick, (size_t)nl);
+  if (nl >= 0 && !good_nick)
     bad_nick = 1;
+  u->nick = strdup(good_nick ? nick : guest);
+  if (u->nick == NULL) {
+    free(u);
+    return 503;
+  }
   int al = wshub_chat_query_param(req->target, req->target_len, "after",
                                   after_s, sizeof(after_s));
   char *end = NULL;
@@ -840,7 +860,7 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   uv_mutex_lock(&chat->lock);
   if (wshub_map_put(&chat->users, u->id, u) != 0) {
     uv_mutex_unlock(&chat->lock);
-    free(u);
+    chat_user_free(NULL, u, NULL);
     return 503;
   }
   wshub_client_set_data(c, u);
@@ -887,7 +907,7 @@ static void chat_on_close(wshub_client_t *c, int code, const char *reason,
     chat_exit(&x, x.user->rooms[0], 0);
   wshub_map_del(&chat->users, x.user->id);
   uv_mutex_unlock(&chat->lock);
-  free(x.user);
+  chat_user_free(NULL, x.user, NULL);
   wshub_client_set_data(c, NULL);
 }
 

@@ -179,6 +179,7 @@ int wshub_conn_send_copy(wshub_conn_t *c, const void *p, size_t len) {
 
 static void conn_on_shutdown(uv_shutdown_t *req, int status) {
   wshub_conn_t *c = req->data;
+  free(req);
   if (c->state == WSHUB_CONN_CLOSING)
     return;
   if (status != 0) {
@@ -194,11 +195,20 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
 
 static void conn_maybe_shutdown(wshub_conn_t *c) {
   if (c->state != WSHUB_CONN_ENDING || c->wq_head != c->wq_tail ||
-      c->lingering || c->sreq.data == c)
+      c->lingering || c->shutting)
     return;
-  c->sreq.data = c;
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0)
+  c->shutting = 1;
+  /* Rare, so not embedded in every connection. */
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req == NULL) {
     wshub_conn_close(c);
+    return;
+  }
+  req->data = c;
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
+    free(req);
+    wshub_conn_close(c);
+  }
 }
 
 static void conn_release_written(wshub_conn_t *c, size_t n) {
@@ -223,10 +233,15 @@ static void conn_on_write(uv_write_t *req, int status) {
     wshub_conn_release(c);
     return;
   }
-  if (c->wq_head != c->wq_tail)
+  if (c->wq_head != c->wq_tail) {
     wshub_server_mark_dirty(c->server, c);
-  else
+  } else {
+    /* Idle connections keep no queue array. */
+    free(c->wq);
+    c->wq = NULL;
+    c->wq_head = c->wq_tail = c->wq_cap = 0;
     conn_maybe_shutdown(c);
+  }
   if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
     c->proto->on_written(c);
   wshub_conn_release(c);

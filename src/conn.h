@@ -60,7 +60,6 @@ struct wshub_conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wreq;
-  uv_shutdown_t sreq;
   wshub_server_t *server;
   wshub_conn_t *prev, *next; /* server->conns */
   wshub_conn_t *dirty_next;  /* server->dirty */
@@ -78,7 +77,8 @@ struct wshub_conn_s {
   uint8_t reading;
   uint8_t lingering;
   uint8_t close_later;
-  char peer[56]; /* "ip:port", for logs */
+  uint8_t shutting; /* uv_shutdown requested */
+  char peer[56];    /* "ip:port", for logs */
 };
 
 /* Accepts a pending connection on `listener` into a new conn using

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ typedef struct {
   unsigned threads;
   uv_signal_t sigint, sigterm;
   uv_async_t done; /* a worker finished */
+  uv_timer_t trim; /* gives freed heap back to the system */
   unsigned finished;
   struct worker_s *workers;
   wshub_chat_t *chat;
@@ -489,11 +491,21 @@ static void on_signal(uv_signal_t *sig, int signum) {
     uv_async_send(&m->workers[i].stop);
 }
 
+/* A burst of connections (a reconnect storm, a mass close) leaves freed
+ * heap behind that glibc keeps; hand it back now and then. */
+static void on_trim(uv_timer_t *t) {
+  (void)t;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 static void on_workers_done(uv_async_t *a) {
   main_t *m = a->data;
   if (__atomic_add_fetch(&m->finished, 0, __ATOMIC_ACQUIRE) < m->threads)
     return;
   uv_close((uv_handle_t *)&m->done, NULL);
+  uv_close((uv_handle_t *)&m->trim, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
 }
@@ -574,6 +586,9 @@ int main(int argc, char **argv) {
   uv_signal_init(loop, &m.sigint);
   uv_signal_init(loop, &m.sigterm);
   uv_async_init(loop, &m.done, on_workers_done);
+  uv_timer_init(loop, &m.trim);
+  uv_timer_start(&m.trim, on_trim, 10000, 10000);
+  uv_unref((uv_handle_t *)&m.trim);
   m.sigint.data = m.sigterm.data = m.done.data = &m;
   m.workers = workers;
   uv_signal_start(&m.sigint, on_signal, SIGINT);

@@ -45,7 +45,7 @@ struct wshub_ws_s {
   uint8_t dead;        /* the connection closed during in_recv */
   uint8_t bad_close;   /* the peer's close frame had a 1-byte payload */
   uint8_t in_message;  /* a fragmented data message is unfinished */
-  char close_reason[124];
+  char *close_reason;  /* the peer's close reason, if it sent one */
 };
 
 int wshub_ws_path_allowed(wshub_server_t *s, const char *target, size_t len) {
@@ -138,12 +138,10 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
   case WSLAY_CONNECTION_CLOSE:
     ws->closing = 1;
     ws->close_code = m->status_code ? m->status_code : 1005;
-    if (m->msg_length > 2) {
-      size_t n = m->msg_length - 2;
-      if (n >= sizeof(ws->close_reason))
-        n = sizeof(ws->close_reason) - 1;
-      memcpy(ws->close_reason, m->msg + 2, n);
-      ws->close_reason[n] = '\0';
+    if (m->msg_length > 2 && ws->close_reason == NULL &&
+        (ws->close_reason = malloc(m->msg_length - 1)) != NULL) {
+      memcpy(ws->close_reason, m->msg + 2, m->msg_length - 2);
+      ws->close_reason[m->msg_length - 2] = '\0';
     }
     return;
   case WSLAY_TEXT_FRAME:
@@ -245,6 +243,7 @@ static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
 
 static void ws_free(wshub_ws_t *ws) {
   ws_ctx_release(ws);
+  free(ws->close_reason);
   free(ws);
 }
 
@@ -370,7 +369,8 @@ static void ws_client_gone(wshub_ws_t *ws) {
   wshub_server_t *s = ws->conn->server;
   if (s->cfg.on_close != NULL) {
     int code = ws->close_code ? ws->close_code : 1006;
-    s->cfg.on_close(cl, code, ws->close_reason, s->cfg.user);
+    s->cfg.on_close(cl, code, ws->close_reason ? ws->close_reason : "",
+                    s->cfg.user);
   }
   cl->ws = NULL;
   wshub_hub_client_free(cl);
