@@ -153,7 +153,7 @@ int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len) {
   if (len == 0)
     return 0;
   size_t limit = c->server->cfg.max_backlog;
-  if (limit > 0 && c->queued + len > limit && c->queued > 0)
+  if (limit > 0 && c->queued + len > 4 * limit && c->queued > 0)
     return UV_ENOBUFS;
   int r = conn_wq_grow(c);
   if (r != 0)
@@ -220,6 +220,18 @@ static void conn_release_written(wshub_conn_t *c, size_t n) {
   c->wq_head += n;
 }
 
+/* Bytes the peer has not taken yet, against max_backlog. */
+static int conn_backlogged(wshub_conn_t *c, size_t waiting) {
+  size_t limit = c->server->cfg.max_backlog;
+  if (limit == 0 || waiting <= limit || c->state == WSHUB_CONN_CLOSING)
+    return 0;
+  if (c->proto && c->proto->on_backlog)
+    c->proto->on_backlog(c);
+  else
+    wshub_conn_close(c);
+  return 1;
+}
+
 static void conn_on_write(uv_write_t *req, int status) {
   wshub_conn_t *c = req->data;
   conn_release_written(c, c->wq_writing);
@@ -234,7 +246,9 @@ static void conn_on_write(uv_write_t *req, int status) {
     return;
   }
   if (c->wq_head != c->wq_tail) {
-    wshub_server_mark_dirty(c->server, c);
+    /* What piled up while the last write was out. */
+    if (!conn_backlogged(c, c->queued))
+      wshub_server_mark_dirty(c->server, c);
   } else {
     /* Idle connections keep no queue array. */
     free(c->wq);
@@ -275,7 +289,13 @@ void wshub_conn_flush(wshub_conn_t *c) {
     c->wq_writing = 0;
     wshub_conn_close(c);
     wshub_conn_release(c);
+    return;
   }
+  /* libuv wrote what the socket took at once; the rest waits. */
+  size_t unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  for (size_t i = c->wq_head + n; i < c->wq_tail; i++)
+    unsent += c->wq[i].len;
+  conn_backlogged(c, unsent);
 }
 
 void wshub_conn_end(wshub_conn_t *c) {

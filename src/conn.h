@@ -40,6 +40,10 @@ typedef struct {
   /* The server is shutting down: finish politely (optional; default
    * closes at once). */
   void (*on_shutdown)(wshub_conn_t *c);
+  /* More than max_backlog bytes are waiting that the peer has not taken:
+   * a slow consumer. Called from the flush; the layer must close (default:
+   * close at once). */
+  void (*on_backlog)(wshub_conn_t *c);
   /* Release proto_data. Called exactly once, when the connection closes. */
   void (*on_free)(wshub_conn_t *c);
 } wshub_proto_t;
@@ -86,9 +90,11 @@ struct wshub_conn_s {
 int wshub_conn_accept(wshub_server_t *s, uv_stream_t *listener,
                       wshub_conn_t **out);
 
-/* Queues buf[off..off+len) (takes its own reference). UV_ENOBUFS if the
- * connection's backlog would pass server max_backlog, UV_ECANCELED if the
- * connection is closing or ending, UV_ENOMEM. */
+/* Queues buf[off..off+len) (takes its own reference). UV_ECANCELED if the
+ * connection is closing or ending, UV_ENOMEM, or UV_ENOBUFS as a runaway
+ * guard past four times max_backlog. The real backlog check is made when
+ * writing (see on_backlog): bytes queued during one loop turn do not count
+ * until the socket has had its chance to take them. */
 int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len);
 /* Same for the whole buffer. */
 int wshub_conn_send_buf(wshub_conn_t *c, wshub_buf_t *buf);

@@ -540,7 +540,14 @@ static void http_on_free(wshub_conn_t *c) {
   http_free(h);
 }
 
+/* HTTP responses pace themselves (static files read the next chunk only
+ * when the queue is low), so a full socket is just a slow download. */
+static void http_on_backlog(wshub_conn_t *c) {
+  (void)c;
+}
+
 static const wshub_proto_t http_proto = {
+    .on_backlog = http_on_backlog,
     .on_read = http_on_read,
     .on_eof = http_on_eof,
     .on_written = http_on_written,

@@ -384,8 +384,13 @@ static void ws_on_free(wshub_conn_t *c) {
     ws_free(ws);
 }
 
+static void ws_on_backlog(wshub_conn_t *c) {
+  wshub_ws_drop_slow(c->proto_data);
+}
+
 static const wshub_proto_t ws_proto = {
     .on_read = ws_on_read,
+    .on_backlog = ws_on_backlog,
     .on_eof = ws_on_eof,
     .on_timer = ws_on_timer,
     .on_shutdown = ws_on_shutdown,

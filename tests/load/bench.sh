@@ -106,8 +106,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 declare -A R        # R[server.scenario.key] = value
-declare -a CMDS     # the exact commands, in order
-declare -a NOTES    # anything odd: early exits, server log lines, errors
+note_cmd() { [[ -n ${SEEN[$1]:-} ]] || { SEEN[$1]=1; CMDS+=("$1"); }; }
+declare -A SEEN     # commands already in CMDS
+CMDS=()            # the exact commands, in order (PORT: the server's port)
+NOTES=()           # anything odd: early exits, server log lines, errors
 t_start=$SECONDS
 
 # start_server NAME LOG: starts it pinned; sets server_pid, port, server_cmd.
@@ -137,7 +139,7 @@ start_server() {
 
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
-# client_cmd CAP ARGS...: sets client_line, the wsload command (for CMDS).
+# wsload_args CAP ARGS...: sets client_args, the capped, pinned wsload command.
 wsload_args() {
   client_args=(timeout --signal=TERM --kill-after=5 "$1" taskset -c "$CLIENT_CPU"
     "$WSLOAD_BIN" --url "ws://127.0.0.1:$port/" --source-ips "$SOURCE_IPS" "${@:2}" --quiet)
@@ -155,6 +157,8 @@ record() {
   for kv in ${line#RESULT }; do
     R[$1.$2.${kv%%=*}]=${kv#*=}
   done
+  R[$1.$2.bytes_per_frame]=$(awk -v b="${R[$1.$2.bytes_in]:-0}" -v f="${R[$1.$2.frames_in]:-0}" \
+    'BEGIN { if (f > 0) printf "%.0f", b / f; else print "-" }')
   if [[ ${R[$1.$2.errors]:-0} != 0 ]]; then
     NOTES+=("$1 $2: wsload errors=${R[$1.$2.errors]} (connect ${R[$1.$2.connect_errors]}, handshake ${R[$1.$2.handshake_errors]}, protocol ${R[$1.$2.protocol_errors]}, closed by server ${R[$1.$2.closed]})")
   fi
@@ -180,7 +184,8 @@ scenario() {
         --duration 2 --drain 20 --concurrency 512 ;;
     *) die "unknown scenario $sc" ;;
   esac
-  CMDS+=("$srv $sc: server: $server_cmd" "$srv $sc: client: ${client_args[*]}")
+  note_cmd "# server $srv"$'\n'"$server_cmd"
+  note_cmd "# scenario $sc"$'\n'"$(echo "${client_args[*]}" | sed "s|127.0.0.1:$port/|127.0.0.1:PORT/|")"
   if [[ $sc == memory ]]; then
     local before early late n t0
     sleep 1
@@ -224,9 +229,10 @@ scenario() {
   stop_pid "$server_pid"; server_pid=
   if [[ -s $base.server.log ]]; then
     local lines
-    lines=$(grep -vc 'listening on' "$base.server.log" || true)
+    local usual='listening on|open-file limit|SIGTERM received|^wshub: stopped$'
+    lines=$(grep -Evc "$usual" "$base.server.log" || true)
     if (( lines > 0 )); then
-      NOTES+=("$srv $sc: $lines server log line(s), first: $(grep -v 'listening on' "$base.server.log" | head -n1 | cut -c1-200)")
+      NOTES+=("$srv $sc: $lines server log line(s) besides start/stop, first: $(grep -Ev "$usual" "$base.server.log" | head -n1 | cut -c1-200)")
     fi
   fi
   sleep 1
@@ -256,7 +262,7 @@ v() { echo "${R[$1.$2.$3]:--}"; }
 ratio() {  # ratio A B: A/B to 2 decimals, or - when either is missing or 0
   awk -v a="$1" -v b="$2" 'BEGIN {
     if (a == "-" || b == "-" || a + 0 <= 0 || b + 0 <= 0) { print "-"; exit }
-    printf "%.2f", a / b }'
+    r = a / b; printf (r >= 0.1 ? "%.2f" : "%.2g"), r }'
 }
 # table SCENARIO "col:key col:key ...": a row per server, then ratio rows.
 table() {
@@ -306,12 +312,12 @@ report() {
   echo "- wshub $("$WSHUB_BIN" --version 2>&1 | head -n1) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')), node $(node --version 2>/dev/null || echo -)"
   echo "- servers pinned with \`taskset -c $SERVER_CPU\`, wsload with \`taskset -c $CLIENT_CPU\`; wshub runs \`--threads 1\`; each server started fresh per scenario"
   echo "- DURATION=$DURATION s, WARMUP=$WARMUP s, HOLD_S=$HOLD_S s, SOURCE_IPS=$SOURCE_IPS; whole run $runtime s"
-  echo "- ratios are plain quotients (wshub / other): above 1 is better for rates, below 1 is better for latency and memory"
+  echo "- ratios are plain quotients (wshub / other): above 1 is better for rates, below 1 is better for latency and memory; bytes/frame is bytes_in / frames_in as wsload received them (wshub and node wrap each message in chat JSON, the relay sends it bare)"
   echo
   if [[ " $SCENARIOS " == *" fanout "* ]]; then
     echo "### Fan-out: $FANOUT_CONNS clients, 10 senders, 1000 msgs/s in all, ${DURATION} s (+${WARMUP} s warmup)"
     echo
-    table fanout "connected:connected sent:sent delivered:delivered ratio:delivery_ratio deliveries/s:deliveries_per_s p50_ms:p50_ms p99_ms:p99_ms max_ms:max_ms errors:errors peak_RSS_MiB:hwm_mib"
+    table fanout "connected:connected sent:sent delivered:delivered ratio:delivery_ratio deliveries/s:deliveries_per_s p50_ms:p50_ms p99_ms:p99_ms max_ms:max_ms errors:errors bytes/frame:bytes_per_frame peak_RSS_MiB:hwm_mib"
     verdict "target (wshub): every message delivered and p99 < 100 ms" 'a == b && b > 0 && c < 100' \
       "$(v wshub fanout delivered)" "$(v wshub fanout expected)" "$(v wshub fanout p99_ms)"
     echo
@@ -319,7 +325,7 @@ report() {
   if [[ " $SCENARIOS " == *" saturation "* ]]; then
     echo "### Saturation: $SAT_CONNS clients all sending, window 4, ${DURATION} s (+${WARMUP} s warmup)"
     echo
-    table saturation "msgs/s:msgs_per_s deliveries/s:deliveries_per_s ratio:delivery_ratio p50_ms:p50_ms p99_ms:p99_ms max_ms:max_ms errors:errors peak_RSS_MiB:hwm_mib"
+    table saturation "msgs/s:msgs_per_s deliveries/s:deliveries_per_s ratio:delivery_ratio p50_ms:p50_ms p99_ms:p99_ms max_ms:max_ms errors:errors bytes/frame:bytes_per_frame peak_RSS_MiB:hwm_mib"
     verdict "target (wshub): deliveries/s at least 80 % of the relay's" 'a >= 0.8 * b' \
       "$(v wshub saturation deliveries_per_s)" "$(v relay saturation deliveries_per_s)"
     echo
