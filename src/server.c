@@ -142,6 +142,9 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
     return UV_ENOMEM;
   s->loop = loop;
   s->cfg = *cfg;
+  /* A client can always be sent one whole message (an echo, a history). */
+  if (s->cfg.max_backlog > 0 && s->cfg.max_backlog < s->cfg.max_message + 16)
+    s->cfg.max_backlog = s->cfg.max_message + 16;
   wshub_hub_init(&s->hub);
   if (cfg->public_dir != NULL) {
     if (realpath(cfg->public_dir, s->root) == NULL) {

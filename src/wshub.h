@@ -127,8 +127,10 @@ typedef struct {
   uint64_t id_first;
   uint64_t id_step;
 
-  size_t max_backlog; /* queued outbound bytes per connection before it is
-                         dropped as a slow consumer (default 8 MiB) */
+  size_t max_backlog; /* outbound bytes a connection has not taken before it
+                         is dropped as a slow consumer (default 8 MiB; never
+                         less than max_message, so one whole message always
+                         fits) */
   uint64_t shutdown_timeout_ms; /* wshub_close waits this long (10 s) */
 } wshub_config_t;
 

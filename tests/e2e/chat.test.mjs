@@ -539,10 +539,13 @@ describe('chat (default options)', () => {
   test('rooms: joined lists the members and carries the room\'s history', async () => {
     const room = uniqueRoom('joined');
     const [a, b] = await openRoom(tr, server.port, 2, room);
+    // Two connections (possibly on two server threads): 'second' is sent
+    // only once 'first' has its id, so the order is defined.
     a.send('first');
+    await b.next({ type: 'message', text: 'first' });
     b.send({ type: 'message', text: 'second' });
     await a.nextN('message', 2);
-    await b.nextN('message', 2);
+    await b.next({ type: 'message', text: 'second' });
     const c = await tr.join(server.port, { room: uniqueRoom('joined-else') });
     const j = await joinRoom(c, room);
     assert.deepEqual(sortMembers(j.members), sortMembers([a.member, b.member, c.member]));

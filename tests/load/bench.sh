@@ -137,6 +137,34 @@ start_server() {
   die "$name did not start"
 }
 
+# cpu_mark: sets MARK to "busy_s steal_s children_s": user+nice+system+irq+
+# softirq of all CPUs and steal, from /proc/stat, and the CPU time of this
+# shell's waited children (the servers and wsload; `times` runs in this shell,
+# not in a subshell, whose children would be its own). The difference of two
+# marks tells how much CPU other processes took during a run, and how much
+# the hypervisor stole.
+cpu_mark() {
+  local busy steal kids
+  read -r busy steal < <(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat)
+  times >"$RESULTS_DIR/.times"
+  kids=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } print s }' "$RESULTS_DIR/.times")
+  MARK=$(awk -v b="$busy" -v st="$steal" -v k="$kids" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.2f %.2f %.2f", b / hz, st / hz, k }')
+}
+# cpu_note SERVER SCENARIO MARK-BEFORE: notes foreign CPU use or steal.
+cpu_note() {
+  local other steal
+  cpu_mark
+  read -r other steal < <(awk -v a="$3" -v b="$MARK" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    printf "%.1f %.1f\n", (y[1] - x[1]) - (y[3] - x[3]), y[2] - x[2] }')
+  R[$1.$2.other_cpu_s]=$other
+  echo "$1 $2 other_cpu_s=$other steal_s=$steal" >>"$LOG"
+  if awk -v o="$other" -v s="$steal" 'BEGIN { exit !(o > 1.0 || s > 1.0) }'; then
+    NOTES+=("$1 $2: other processes used about $other s of CPU and the hypervisor stole $steal s during this run: its numbers may be disturbed")
+  fi
+}
+
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # wsload_args CAP ARGS...: sets client_args, the capped, pinned wsload command.
@@ -167,6 +195,9 @@ record() {
 scenario() {
   local srv=$1 sc=$2 base="$RESULTS_DIR/$1-$2" hwm
   echo "bench.sh: $srv: $sc ($((SECONDS - t_start)) s)" >&2
+  local mark
+  cpu_mark
+  mark=$MARK
   start_server "$srv" "$base.server.log"
   case $sc in
     fanout)
@@ -227,6 +258,7 @@ scenario() {
     NOTES+=("$srv $sc: the server exited during the run (status $rc); log: $base.server.log")
   fi
   stop_pid "$server_pid"; server_pid=
+  cpu_note "$srv" "$sc" "$mark"
   if [[ -s $base.server.log ]]; then
     local lines
     local usual='listening on|open-file limit|SIGTERM received|^wshub: stopped$'
