@@ -11,6 +11,7 @@ wshub_buf_t *wshub_buf_new(size_t cap) {
   if (b == NULL)
     return NULL;
   b->refs = 1;
+  b->shared = 0;
   b->len = 0;
   b->cap = cap;
   return b;
@@ -44,6 +45,10 @@ wshub_buf_t *wshub_buf_printf(const char *fmt, ...) {
 }
 
 void wshub_buf_unref(wshub_buf_t *b) {
-  if (b != NULL && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+  if (b == NULL)
+    return;
+  unsigned left =
+      b->shared ? __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) : --b->refs;
+  if (left == 0)
     free(b);
 }

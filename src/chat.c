@@ -611,22 +611,36 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
     return;
   }
   json_t *t = json_stringn(text, len);
+  /* "own" goes last, so the sender's copy is the same bytes with the
+   * final "false}" turned into "true}": one serialization per message. */
   json_t *o =
-      json_pack("{s:s, s:I, s:s, s:o, s:O, s:I, s:b, s:{s:O}}", "type",
+      json_pack("{s:s, s:I, s:s, s:o, s:O, s:I, s:{s:O}, s:b}", "type",
                 "message", "id", (json_int_t)(r->last_id + 1), "room", r->name,
                 "from", chat_member(x->user), "text", t, "timestamp",
-                (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
+                (json_int_t)chat_now_ms(), "params", "value", t, "own", 0);
   json_decref(t);
   if (o == NULL)
     return;
   r->last_id++;
   chat_ring_push(x->chat, r, o); /* immutable from now on */
-  chat_send_room(x, r->name, o, x->user->id);
-  json_t *mine = json_copy(o);
-  json_object_set_new(mine, "own", json_true());
-  chat_send(x, mine);
-  json_decref(mine);
+  char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(o);
+  size_t jl = js ? strlen(js) : 0;
+  if (jl < 7 || memcmp(js + jl - 7, ":false}", 7) != 0) {
+    free(js); /* cannot happen with JSON_PRESERVE_ORDER */
+    return;
+  }
+  wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, js, jl);
+  uv_buf_t parts[2] = {uv_buf_init(js, (unsigned)(jl - 6)),
+                       uv_buf_init((char *)"true}", 5)};
+  wshub_buf_t *mine = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 2);
+  free(js);
+  if (others != NULL)
+    chat_bus_room(x->chat->bus, x->server, r->name, others, x->user->id);
+  if (mine != NULL)
+    chat_bus_to(x->chat->bus, x->server, x->user->id, mine);
+  wshub_buf_unref(others);
+  wshub_buf_unref(mine);
 }
 
 static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,

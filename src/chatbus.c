@@ -153,6 +153,8 @@ static void bus_fill(bus_item_t *it, int kind, const char *id, const char *room,
 static void bus_post(chat_bus_t *bus, unsigned i, int kind, const char *id,
                      const char *room, wshub_buf_t *frame) {
   bus_thread_t *t = &bus->threads[i];
+  if (frame != NULL)
+    wshub_buf_share(frame); /* before any other thread can see it */
   bus_item_t *it = calloc(1, sizeof(*it));
   if (it == NULL)
     return; /* out of memory: this delivery is lost, nothing else */

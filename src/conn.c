@@ -220,6 +220,8 @@ static void conn_release_written(wshub_conn_t *c, size_t n) {
   c->wq_head += n;
 }
 
+static void conn_drained(wshub_conn_t *c);
+
 /* Bytes the peer has not taken yet, against max_backlog. */
 static int conn_backlogged(wshub_conn_t *c, size_t waiting) {
   size_t limit = c->server->cfg.max_backlog;
@@ -250,15 +252,48 @@ static void conn_on_write(uv_write_t *req, int status) {
     if (!conn_backlogged(c, c->queued))
       wshub_server_mark_dirty(c->server, c);
   } else {
-    /* Idle connections keep no queue array. */
-    free(c->wq);
-    c->wq = NULL;
-    c->wq_head = c->wq_tail = c->wq_cap = 0;
-    conn_maybe_shutdown(c);
+    conn_drained(c);
   }
   if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
     c->proto->on_written(c);
   wshub_conn_release(c);
+}
+
+/* Drops the first `bytes` written bytes from the queue; a partly written
+ * entry is advanced. */
+static void conn_consume(wshub_conn_t *c, size_t bytes) {
+  while (bytes > 0) {
+    wshub_wentry_t *e = &c->wq[c->wq_head];
+    if (bytes < e->len) {
+      e->off += bytes;
+      e->len -= bytes;
+      c->queued -= bytes;
+      return;
+    }
+    bytes -= e->len;
+    c->queued -= e->len;
+    wshub_buf_unref(e->buf);
+    c->wq_head++;
+  }
+}
+
+/* The queue is empty: idle connections keep no queue array. */
+static void conn_drained(wshub_conn_t *c) {
+  free(c->wq);
+  c->wq = NULL;
+  c->wq_head = c->wq_tail = c->wq_cap = 0;
+  conn_maybe_shutdown(c);
+}
+
+static size_t conn_iov(const wshub_conn_t *c, uv_buf_t *iov) {
+  size_t n = c->wq_tail - c->wq_head;
+  if (n > CONN_MAX_IOV)
+    n = CONN_MAX_IOV;
+  for (size_t i = 0; i < n; i++) {
+    const wshub_wentry_t *e = &c->wq[c->wq_head + i];
+    iov[i] = uv_buf_init(e->buf->data + e->off, (unsigned)e->len);
+  }
+  return n;
 }
 
 void wshub_conn_flush(wshub_conn_t *c) {
@@ -268,18 +303,29 @@ void wshub_conn_flush(wshub_conn_t *c) {
   }
   if (c->state == WSHUB_CONN_CLOSING || c->wq_writing > 0)
     return;
-  size_t n = c->wq_tail - c->wq_head;
-  if (n == 0) {
+  if (c->wq_head == c->wq_tail) {
     conn_maybe_shutdown(c);
     return;
   }
-  if (n > CONN_MAX_IOV)
-    n = CONN_MAX_IOV;
+  /* Most flushes fit in the socket buffer: write them now, with no request
+   * and no callback a loop turn later. */
   uv_buf_t iov[CONN_MAX_IOV];
-  for (size_t i = 0; i < n; i++) {
-    wshub_wentry_t *e = &c->wq[c->wq_head + i];
-    iov[i] = uv_buf_init(e->buf->data + e->off, (unsigned)e->len);
+  size_t n = conn_iov(c, iov);
+  int w = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+  if (w < 0 && w != UV_EAGAIN) {
+    wshub_conn_close(c);
+    return;
   }
+  if (w > 0)
+    conn_consume(c, (size_t)w);
+  if (c->wq_head == c->wq_tail) {
+    conn_drained(c);
+    if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
+      c->proto->on_written(c);
+    return;
+  }
+  /* The rest waits for the socket. */
+  n = conn_iov(c, iov);
   c->wreq.data = c;
   c->wq_writing = n;
   wshub_conn_hold(c);
@@ -291,7 +337,6 @@ void wshub_conn_flush(wshub_conn_t *c) {
     wshub_conn_release(c);
     return;
   }
-  /* libuv wrote what the socket took at once; the rest waits. */
   size_t unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   for (size_t i = c->wq_head + n; i < c->wq_tail; i++)
     unsent += c->wq[i].len;

@@ -19,10 +19,13 @@
  * socket, its unparsed input, its unsent output and its unfinished message.
  * Clients that die during a turn are freed at the end of it.
  *
- * Build: cc -std=c11 -O2 -Wall -Wextra -Werror -o relay tests/load/relay.c -lcrypto
- * Run:   relay [--host ADDR] [--port N]   (prints "relay listening on PORT")
+ * Build: cc -std=c11 -O2 -Wall -Wextra -Werror -o relay tests/load/relay.c
+ * -lcrypto Run:   relay [--host ADDR] [--port N]   (prints "relay listening on
+ * PORT")
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -46,14 +49,14 @@ enum {
   READ_CHUNK = 65536,
   MAX_HEAD = 8192,
   MAX_EVENTS = 1024,
-  MAX_ACCEPTS = 512,          /* per turn */
-  MAX_MESSAGE = 16 << 20,     /* larger messages: close 1009 */
-  MAX_BACKLOG = 64 << 20      /* unsent bytes before a client is dropped */
+  MAX_ACCEPTS = 512,      /* per turn */
+  MAX_MESSAGE = 16 << 20, /* larger messages: close 1009 */
+  MAX_BACKLOG = 64 << 20  /* unsent bytes before a client is dropped */
 };
 
 typedef struct {
   unsigned char *data;
-  size_t off, len, cap;       /* bytes [off, len) are pending */
+  size_t off, len, cap; /* bytes [off, len) are pending */
 } rbuf_t;
 
 enum state { ST_HTTP, ST_OPEN, ST_CLOSING, ST_DEAD };
@@ -62,8 +65,8 @@ typedef struct client {
   int fd;
   enum state state;
   bool dirty, want_out;
-  unsigned char msg_op;       /* opcode of the unfinished message, 0 if none */
-  size_t slot;                /* index in relay.all */
+  unsigned char msg_op; /* opcode of the unfinished message, 0 if none */
+  size_t slot;          /* index in relay.all */
   rbuf_t in, out, msg;
 } client_t;
 
@@ -83,13 +86,16 @@ typedef struct {
 static int rbuf_append(rbuf_t *b, const void *p, size_t n) {
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+      cap *= 2;
     unsigned char *d = realloc(b->data, cap);
-    if (!d) return -1;
+    if (!d)
+      return -1;
     b->data = d;
     b->cap = cap;
   }
-  if (n) memcpy(b->data + b->len, p, n);
+  if (n)
+    memcpy(b->data + b->len, p, n);
   b->len += n;
   return 0;
 }
@@ -103,7 +109,8 @@ static int cvec_push(cvec_t *v, client_t *c) {
   if (v->n == v->cap) {
     size_t cap = v->cap ? v->cap * 2 : 64;
     client_t **n = realloc(v->v, cap * sizeof *n);
-    if (!n) return -1;
+    if (!n)
+      return -1;
     v->v = n;
     v->cap = cap;
   }
@@ -125,18 +132,21 @@ static size_t relay_header(unsigned char *h, unsigned char op, size_t len) {
     return 4;
   }
   h[1] = 127;
-  for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+  for (int i = 0; i < 8; i++)
+    h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
   return 10;
 }
 
 static void relay_kill(relay_t *r, client_t *c) {
-  if (c->state == ST_DEAD) return;
+  if (c->state == ST_DEAD)
+    return;
   close(c->fd);
   client_t *last = r->all.v[--r->all.n];
   r->all.v[c->slot] = last;
   last->slot = c->slot;
   c->state = ST_DEAD;
-  if (cvec_push(&r->dead, c) != 0) abort();
+  if (cvec_push(&r->dead, c) != 0)
+    abort();
 }
 
 /* Frees the clients that died during this turn. */
@@ -151,9 +161,11 @@ static void relay_reap(relay_t *r) {
 }
 
 static void relay_mark(relay_t *r, client_t *c) {
-  if (c->dirty) return;
+  if (c->dirty)
+    return;
   c->dirty = true;
-  if (cvec_push(&r->dirty, c) != 0) abort();
+  if (cvec_push(&r->dirty, c) != 0)
+    abort();
 }
 
 /* Queues a frame for this client alone (pong, close, handshake reply). */
@@ -171,7 +183,8 @@ static void relay_queue(relay_t *r, client_t *c, unsigned char op,
 static void relay_fail(relay_t *r, client_t *c, unsigned code) {
   unsigned char p[2] = {(unsigned char)(code >> 8), (unsigned char)code};
   relay_queue(r, c, 0x8, p, 2);
-  if (c->state != ST_DEAD) c->state = ST_CLOSING;
+  if (c->state != ST_DEAD)
+    c->state = ST_CLOSING;
 }
 
 static void relay_broadcast(relay_t *r, const unsigned char *p, size_t len) {
@@ -189,19 +202,25 @@ static void relay_handshake(relay_t *r, client_t *c, char *head) {
   size_t klen = 0;
   while (line && !key) {
     char *eol = strstr(line, "\r\n");
-    if (!eol) eol = line + strlen(line);
+    if (!eol)
+      eol = line + strlen(line);
     if (strncasecmp(line, "sec-websocket-key:", 18) == 0) {
       key = line + 18;
-      while (*key == ' ' || *key == '\t') key++;
+      while (*key == ' ' || *key == '\t')
+        key++;
       klen = (size_t)(eol - key);
-      while (klen && (key[klen - 1] == ' ' || key[klen - 1] == '\t')) klen--;
+      while (klen && (key[klen - 1] == ' ' || key[klen - 1] == '\t'))
+        klen--;
     }
     line = *eol ? eol + 2 : NULL;
   }
   if (!key || klen == 0 || klen > 64) {
-    static const char bad[] =
-        "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    if (rbuf_append(&c->out, bad, sizeof bad - 1) != 0) { relay_kill(r, c); return; }
+    static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: "
+                              "0\r\nConnection: close\r\n\r\n";
+    if (rbuf_append(&c->out, bad, sizeof bad - 1) != 0) {
+      relay_kill(r, c);
+      return;
+    }
     c->state = ST_CLOSING;
     relay_mark(r, c);
     return;
@@ -214,8 +233,12 @@ static void relay_handshake(relay_t *r, client_t *c, char *head) {
   EVP_EncodeBlock((unsigned char *)acc, sha, SHA_DIGEST_LENGTH);
   int n = snprintf(resp, sizeof resp,
                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acc);
-  if (rbuf_append(&c->out, resp, (size_t)n) != 0) { relay_kill(r, c); return; }
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                   acc);
+  if (rbuf_append(&c->out, resp, (size_t)n) != 0) {
+    relay_kill(r, c);
+    return;
+  }
   c->state = ST_OPEN;
   relay_mark(r, c);
 }
@@ -224,10 +247,14 @@ static void relay_handshake(relay_t *r, client_t *c, char *head) {
 static void relay_frame(relay_t *r, client_t *c, unsigned op, bool fin,
                         unsigned char *p, size_t len) {
   if (op & 0x8) {
-    if (!fin || len > 125) { relay_fail(r, c, 1002); return; }
-    if (op == 0x8) {          /* close: answer with the same code, then close */
+    if (!fin || len > 125) {
+      relay_fail(r, c, 1002);
+      return;
+    }
+    if (op == 0x8) { /* close: answer with the same code, then close */
       relay_queue(r, c, 0x8, p, len >= 2 ? 2 : 0);
-      if (c->state != ST_DEAD) c->state = ST_CLOSING;
+      if (c->state != ST_DEAD)
+        c->state = ST_CLOSING;
     } else if (op == 0x9) {
       relay_queue(r, c, 0xA, p, len);
     } else if (op != 0xA) {
@@ -236,15 +263,27 @@ static void relay_frame(relay_t *r, client_t *c, unsigned op, bool fin,
     return;
   }
   if (op == 0x1 || op == 0x2) {
-    if (c->msg_op) { relay_fail(r, c, 1002); return; }
-    if (fin) { relay_broadcast(r, p, len); return; }
+    if (c->msg_op) {
+      relay_fail(r, c, 1002);
+      return;
+    }
+    if (fin) {
+      relay_broadcast(r, p, len);
+      return;
+    }
     c->msg_op = (unsigned char)op;
   } else if (op != 0x0 || !c->msg_op) {
     relay_fail(r, c, 1002);
     return;
   }
-  if (c->msg.len + len > MAX_MESSAGE) { relay_fail(r, c, 1009); return; }
-  if (rbuf_append(&c->msg, p, len) != 0) { relay_kill(r, c); return; }
+  if (c->msg.len + len > MAX_MESSAGE) {
+    relay_fail(r, c, 1009);
+    return;
+  }
+  if (rbuf_append(&c->msg, p, len) != 0) {
+    relay_kill(r, c);
+    return;
+  }
   if (fin) {
     relay_broadcast(r, c->msg.data, c->msg.len);
     rbuf_free(&c->msg);
@@ -253,15 +292,17 @@ static void relay_frame(relay_t *r, client_t *c, unsigned op, bool fin,
 }
 
 /* Parses what it can of p[0..len); returns the bytes consumed. */
-static size_t relay_parse(relay_t *r, client_t *c, unsigned char *p, size_t len) {
+static size_t relay_parse(relay_t *r, client_t *c, unsigned char *p,
+                          size_t len) {
   size_t pos = 0;
   if (c->state == ST_HTTP) {
     char *end = memmem(p, len, "\r\n\r\n", 4);
     if (!end) {
-      if (len > MAX_HEAD) relay_kill(r, c);
+      if (len > MAX_HEAD)
+        relay_kill(r, c);
       return 0;
     }
-    *end = '\0';              /* the head is done with once answered */
+    *end = '\0'; /* the head is done with once answered */
     relay_handshake(r, c, (char *)p);
     pos = (size_t)(end - (char *)p) + 4;
   }
@@ -270,21 +311,32 @@ static size_t relay_parse(relay_t *r, client_t *c, unsigned char *p, size_t len)
     uint64_t plen = b1 & 0x7f;
     size_t hl = 2;
     if (plen == 126) {
-      if (len - pos < 4) break;
+      if (len - pos < 4)
+        break;
       plen = (uint64_t)p[pos + 2] << 8 | p[pos + 3];
       hl = 4;
     } else if (plen == 127) {
-      if (len - pos < 10) break;
+      if (len - pos < 10)
+        break;
       plen = 0;
-      for (int i = 0; i < 8; i++) plen = plen << 8 | p[pos + 2 + i];
+      for (int i = 0; i < 8; i++)
+        plen = plen << 8 | p[pos + 2 + i];
       hl = 10;
     }
-    if (!(b1 & 0x80) || (b0 & 0x70)) { relay_fail(r, c, 1002); break; }
-    if (plen > MAX_MESSAGE) { relay_fail(r, c, 1009); break; }
+    if (!(b1 & 0x80) || (b0 & 0x70)) {
+      relay_fail(r, c, 1002);
+      break;
+    }
+    if (plen > MAX_MESSAGE) {
+      relay_fail(r, c, 1009);
+      break;
+    }
     hl += 4;
-    if (len - pos < hl + plen) break;
+    if (len - pos < hl + plen)
+      break;
     unsigned char *mask = p + pos + hl - 4, *pl = p + pos + hl;
-    for (size_t i = 0; i < plen; i++) pl[i] ^= mask[i & 3];
+    for (size_t i = 0; i < plen; i++)
+      pl[i] ^= mask[i & 3];
     relay_frame(r, c, b0 & 0x0f, (b0 & 0x80) != 0, pl, (size_t)plen);
     pos += hl + (size_t)plen;
   }
@@ -293,19 +345,28 @@ static size_t relay_parse(relay_t *r, client_t *c, unsigned char *p, size_t len)
 
 static void relay_read(relay_t *r, client_t *c) {
   ssize_t n = read(c->fd, r->rd, sizeof r->rd);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0) { relay_kill(r, c); return; }
-  if (c->state != ST_HTTP && c->state != ST_OPEN) return;  /* closing: ignore */
-  if (c->in.len == 0) {       /* the usual case: parse straight from rd */
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0) {
+    relay_kill(r, c);
+    return;
+  }
+  if (c->state != ST_HTTP && c->state != ST_OPEN)
+    return;             /* closing: ignore */
+  if (c->in.len == 0) { /* the usual case: parse straight from rd */
     size_t used = relay_parse(r, c, r->rd, (size_t)n);
     if (c->state != ST_DEAD && used < (size_t)n &&
         rbuf_append(&c->in, r->rd + used, (size_t)n - used) != 0)
       relay_kill(r, c);
     return;
   }
-  if (rbuf_append(&c->in, r->rd, (size_t)n) != 0) { relay_kill(r, c); return; }
+  if (rbuf_append(&c->in, r->rd, (size_t)n) != 0) {
+    relay_kill(r, c);
+    return;
+  }
   size_t used = relay_parse(r, c, c->in.data, c->in.len);
-  if (c->state == ST_DEAD) return;
+  if (c->state == ST_DEAD)
+    return;
   if (used == c->in.len) {
     rbuf_free(&c->in);
   } else if (used) {
@@ -315,8 +376,12 @@ static void relay_read(relay_t *r, client_t *c) {
 }
 
 static void relay_watch(relay_t *r, client_t *c, bool out) {
-  struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
-  if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) { relay_kill(r, c); return; }
+  struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+                           .data.ptr = c};
+  if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+    relay_kill(r, c);
+    return;
+  }
   c->want_out = out;
 }
 
@@ -326,8 +391,10 @@ static void relay_flush(relay_t *r, client_t *c, const rbuf_t *turn) {
   int niov = 0;
   size_t pend = c->out.len - c->out.off, tl = turn ? turn->len : 0;
   c->dirty = false;
-  if (pend) iov[niov++] = (struct iovec){c->out.data + c->out.off, pend};
-  if (tl) iov[niov++] = (struct iovec){turn->data, tl};
+  if (pend)
+    iov[niov++] = (struct iovec){c->out.data + c->out.off, pend};
+  if (tl)
+    iov[niov++] = (struct iovec){turn->data, tl};
   if (niov) {
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
     ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -349,21 +416,30 @@ static void relay_flush(relay_t *r, client_t *c, const rbuf_t *turn) {
     }
   }
   if (c->out.len > c->out.off) {
-    if (c->out.len - c->out.off > MAX_BACKLOG) { relay_kill(r, c); return; }
-    if (!c->want_out) relay_watch(r, c, true);
+    if (c->out.len - c->out.off > MAX_BACKLOG) {
+      relay_kill(r, c);
+      return;
+    }
+    if (!c->want_out)
+      relay_watch(r, c, true);
     return;
   }
   rbuf_free(&c->out);
-  if (c->state == ST_CLOSING) { relay_kill(r, c); return; }
-  if (c->want_out) relay_watch(r, c, false);
+  if (c->state == ST_CLOSING) {
+    relay_kill(r, c);
+    return;
+  }
+  if (c->want_out)
+    relay_watch(r, c, false);
 }
 
 static void relay_accept(relay_t *r) {
   for (int i = 0; i < MAX_ACCEPTS; i++) {
     int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;                 /* EAGAIN, or out of descriptors: next turn */
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      return; /* EAGAIN, or out of descriptors: next turn */
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -371,7 +447,8 @@ static void relay_accept(relay_t *r) {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (!c || cvec_push(&r->all, c) != 0 ||
         epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      if (c && r->all.n && r->all.v[r->all.n - 1] == c) r->all.n--;
+      if (c && r->all.n && r->all.v[r->all.n - 1] == c)
+        r->all.n--;
       free(c);
       close(fd);
       continue;
@@ -382,15 +459,19 @@ static void relay_accept(relay_t *r) {
 }
 
 static int relay_listen(relay_t *r, const char *host, const char *port) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                  *res;
   int rc = getaddrinfo(host, port, &hints, &res);
   if (rc != 0) {
     fprintf(stderr, "relay: %s: %s\n", host, gai_strerror(rc));
     return -1;
   }
-  int one = 1, fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+  int one = 1, fd = socket(res->ai_family,
+                           SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
     perror("relay: listen");
     freeaddrinfo(res);
@@ -400,8 +481,9 @@ static int relay_listen(relay_t *r, const char *host, const char *port) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sl);
-  unsigned p = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+  unsigned p =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                     : ((struct sockaddr_in *)&ss)->sin_port);
   fprintf(stderr, "relay listening on %u\n", p);
   r->lfd = fd;
   return 0;
@@ -410,10 +492,13 @@ static int relay_listen(relay_t *r, const char *host, const char *port) {
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *port = "0";
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) host = argv[++i];
-    else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = argv[++i];
+    if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+      host = argv[++i];
+    else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = argv[++i];
     else {
-      fprintf(stderr, "usage: relay [--host ADDR] [--port N]   (0 = any free port)\n");
+      fprintf(stderr,
+              "usage: relay [--host ADDR] [--port N]   (0 = any free port)\n");
       return 2;
     }
   }
@@ -440,29 +525,44 @@ int main(int argc, char **argv) {
   struct epoll_event evs[MAX_EVENTS];
   while (!r->stop) {
     int n = epoll_wait(r->epfd, evs, MAX_EVENTS, -1);
-    if (n < 0 && errno != EINTR) { perror("relay: epoll_wait"); break; }
+    if (n < 0 && errno != EINTR) {
+      perror("relay: epoll_wait");
+      break;
+    }
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
-      if (p == &r->lfd) { relay_accept(r); continue; }
-      if (p == &r->sigfd) { r->stop = true; continue; }
+      if (p == &r->lfd) {
+        relay_accept(r);
+        continue;
+      }
+      if (p == &r->sigfd) {
+        r->stop = true;
+        continue;
+      }
       client_t *c = p;
-      if (c->state == ST_DEAD) continue;
-      if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) relay_read(r, c);
-      if (c->state != ST_DEAD && (evs[i].events & EPOLLOUT)) relay_mark(r, c);
+      if (c->state == ST_DEAD)
+        continue;
+      if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        relay_read(r, c);
+      if (c->state != ST_DEAD && (evs[i].events & EPOLLOUT))
+        relay_mark(r, c);
     }
-    if (r->turn.len)          /* downwards: a kill moves the last client here */
+    if (r->turn.len) /* downwards: a kill moves the last client here */
       for (size_t i = r->all.n; i-- > 0;)
-        if (i < r->all.n && r->all.v[i]->state == ST_OPEN) relay_flush(r, r->all.v[i], &r->turn);
+        if (i < r->all.n && r->all.v[i]->state == ST_OPEN)
+          relay_flush(r, r->all.v[i], &r->turn);
     for (size_t i = 0; i < r->dirty.n; i++) {
       client_t *c = r->dirty.v[i];
-      if (c->state != ST_DEAD && c->dirty) relay_flush(r, c, NULL);
+      if (c->state != ST_DEAD && c->dirty)
+        relay_flush(r, c, NULL);
       c->dirty = false;
     }
     r->dirty.n = 0;
     r->turn.len = 0;
     relay_reap(r);
   }
-  while (r->all.n) relay_kill(r, r->all.v[r->all.n - 1]);
+  while (r->all.n)
+    relay_kill(r, r->all.v[r->all.n - 1]);
   relay_reap(r);
   free(r->all.v);
   free(r->dirty.v);
