@@ -28,6 +28,7 @@
 #include "frame.h"
 #include "hub.h"
 #include "map.h"
+#include "request.h"
 #include "utf8.h"
 
 #define CHAT_MAX_ROOMS_PER_CLIENT 16
@@ -194,16 +195,6 @@ int wshub_chat_nick_valid(const char *nick, size_t len) {
   return chars <= 32 && !blank;
 }
 
-static int chat_hex(int ch) {
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F')
-    return ch - 'A' + 10;
-  return -1;
-}
-
 int wshub_chat_query_param(const char *target, size_t len, const char *key,
                            char *out, size_t cap) {
   const char *hash = memchr(target, '#', len);
@@ -223,9 +214,9 @@ int wshub_chat_query_param(const char *target, size_t len, const char *key,
         int ch = (unsigned char)*v;
         if (ch == '+') {
           ch = ' ';
-        } else if (ch == '%' && pe - v > 2 && chat_hex(v[1]) >= 0 &&
-                   chat_hex(v[2]) >= 0) {
-          ch = chat_hex(v[1]) * 16 + chat_hex(v[2]);
+        } else if (ch == '%' && pe - v > 2 && wshub_hex_digit(v[1]) >= 0 &&
+                   wshub_hex_digit(v[2]) >= 0) {
+          ch = wshub_hex_digit(v[1]) * 16 + wshub_hex_digit(v[2]);
           v += 2;
         }
         if (o + 1 >= cap)

@@ -491,16 +491,21 @@ static void http_on_read(wshub_conn_t *c, const char *data, size_t len) {
   http_drive(h);
 }
 
-static void http_on_eof(wshub_conn_t *c, int err) {
-  (void)err;
+/* The peer half-closed, or the server is shutting down: a response in
+ * flight is finished first (without keep-alive), else close now. */
+static void http_wind_down(wshub_conn_t *c) {
   wshub_http_t *h = c->proto_data;
   if (h->phase == PHASE_RESPONDING) {
-    /* Half-closed by the client: finish this response, then close. */
     h->keep_alive = 0;
     h->closing = 1;
     return;
   }
   wshub_conn_close(c);
+}
+
+static void http_on_eof(wshub_conn_t *c, int err) {
+  (void)err;
+  http_wind_down(c);
 }
 
 static void http_on_written(wshub_conn_t *c) {
@@ -523,16 +528,6 @@ static void http_on_timer(wshub_conn_t *c) {
     wshub_conn_close(c);
 }
 
-static void http_on_shutdown(wshub_conn_t *c) {
-  wshub_http_t *h = c->proto_data;
-  if (h->phase == PHASE_RESPONDING) {
-    h->keep_alive = 0; /* finish this response, then close */
-    h->closing = 1;
-    return;
-  }
-  wshub_conn_close(c);
-}
-
 static void http_on_free(wshub_conn_t *c) {
   wshub_http_t *h = c->proto_data;
   if (h->resp != NULL)
@@ -552,7 +547,7 @@ static const wshub_proto_t http_proto = {
     .on_eof = http_on_eof,
     .on_written = http_on_written,
     .on_timer = http_on_timer,
-    .on_shutdown = http_on_shutdown,
+    .on_shutdown = http_wind_down,
     .on_free = http_on_free,
 };
 

@@ -61,3 +61,13 @@ int wshub_header_has_token(const char *value, size_t len, const char *token) {
   }
   return 0;
 }
+
+int wshub_hex_digit(int ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}

@@ -16,4 +16,7 @@
  * elements (case-insensitive, optional whitespace around commas), else 0. */
 int wshub_header_has_token(const char *value, size_t len, const char *token);
 
+/* The value of a hexadecimal digit (percent-escapes), or -1. */
+int wshub_hex_digit(int ch);
+
 #endif

@@ -200,9 +200,20 @@ static void server_listener_failed(wshub_server_t *s, uv_tcp_t *l) {
 
 static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog);
 
-int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
+/* The next free listener slot, initialized. */
+static int server_new_listener(wshub_server_t *s, uv_tcp_t **out) {
   if (s->nlisteners >= WSHUB_MAX_LISTENERS || s->closing)
     return UV_EINVAL;
+  uv_tcp_t *l = &s->listeners[s->nlisteners];
+  int r = uv_tcp_init(s->loop, l);
+  if (r != 0)
+    return r;
+  l->data = s;
+  *out = l;
+  return 0;
+}
+
+int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
   if (port < 0 || port > 65535)
     return UV_EINVAL;
   struct sockaddr_storage addr;
@@ -212,11 +223,10 @@ int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
   if (uv_ip6_addr(h, port, (struct sockaddr_in6 *)&addr) != 0 &&
       uv_ip4_addr(h, port, (struct sockaddr_in *)&addr) != 0)
     return UV_EINVAL;
-  uv_tcp_t *l = &s->listeners[s->nlisteners];
-  int r = uv_tcp_init(s->loop, l);
+  uv_tcp_t *l;
+  int r = server_new_listener(s, &l);
   if (r != 0)
     return r;
-  l->data = s;
   r = uv_tcp_bind(l, (const struct sockaddr *)&addr, 0);
   if (r != 0) {
     server_listener_failed(s, l);
@@ -247,13 +257,10 @@ static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog) {
 }
 
 int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
-  if (s->nlisteners >= WSHUB_MAX_LISTENERS || s->closing)
-    return UV_EINVAL;
-  uv_tcp_t *l = &s->listeners[s->nlisteners];
-  int r = uv_tcp_init(s->loop, l);
+  uv_tcp_t *l;
+  int r = server_new_listener(s, &l);
   if (r != 0)
     return r;
-  l->data = s;
   r = uv_tcp_open(l, fd);
   if (r != 0) {
     server_listener_failed(s, l);

@@ -26,16 +26,6 @@
 
 #define STATIC_CHUNK (64 * 1024)
 
-static int static_hex(int ch) {
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F')
-    return ch - 'A' + 10;
-  return -1;
-}
-
 /* Ends a segment [seg, *o) of out: drops "." and empty ones, refuses "..",
  * and dotfiles other than .well-known. */
 static int static_end_segment(char *out, size_t seg, size_t *o) {
@@ -72,8 +62,8 @@ int wshub_static_resolve(const char *target, size_t len, char *out,
   for (; i < len && target[i] != '?' && target[i] != '#'; i++) {
     int ch = (unsigned char)target[i];
     if (ch == '%') {
-      int hi = i + 2 < len ? static_hex(target[i + 1]) : -1;
-      int lo = i + 2 < len ? static_hex(target[i + 2]) : -1;
+      int hi = i + 2 < len ? wshub_hex_digit(target[i + 1]) : -1;
+      int lo = i + 2 < len ? wshub_hex_digit(target[i + 2]) : -1;
       if (hi < 0 || lo < 0)
         return UV_EINVAL;
       ch = hi * 16 + lo;
