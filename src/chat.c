@@ -54,6 +54,9 @@ struct chat_user_s {
   char *nick;          /* heap: most are short, the longest is 128 bytes */
   chat_room_t **rooms; /* join order; grows to CHAT_MAX_ROOMS_PER_CLIENT */
   size_t nrooms, rooms_cap;
+  double tokens;     /* rate limit bucket */
+  uint64_t refilled; /* uv_hrtime() of the last refill */
+  unsigned refused;  /* messages refused in a row */
 };
 
 struct wshub_chat_s {
@@ -78,6 +81,8 @@ void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->history = 100;
   cfg->max_rooms = 10000;
   cfg->presence_limit = 100;
+  cfg->rate = 100;
+  cfg->burst = 0; /* 2 × rate */
 }
 
 wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
@@ -804,6 +809,36 @@ static void chat_on_json(const chat_ctx_t *x, const json_t *o) {
   }
 }
 
+/* Token bucket: 1 if this message may go on. Over the limit the message
+ * is refused with one `rate_limited` error; a client that goes on sending
+ * a bucket's worth while refused is closed with 1008. */
+static int chat_rate_ok(const chat_ctx_t *x) {
+  const wshub_chat_config_t *cfg = &x->chat->cfg;
+  if (cfg->rate <= 0)
+    return 1;
+  chat_user_t *u = x->user;
+  double burst = cfg->burst > 0 ? cfg->burst : 2 * cfg->rate;
+  uint64_t now = uv_hrtime();
+  u->tokens += (double)(now - u->refilled) / 1e9 * cfg->rate;
+  if (u->tokens > burst)
+    u->tokens = burst;
+  u->refilled = now;
+  if (u->tokens >= 1) {
+    u->tokens -= 1;
+    u->refused = 0;
+    return 1;
+  }
+  if (u->refused++ == 0) {
+    char why[96];
+    snprintf(why, sizeof(why), "Too many messages: at most %g per second",
+             cfg->rate);
+    chat_error(x, "rate_limited", why);
+  } else if (u->refused > burst) {
+    wshub_client_close(x->client, 1008, "rate limit exceeded");
+  }
+  return 0;
+}
+
 static chat_ctx_t chat_ctx(wshub_chat_t *chat, wshub_client_t *c) {
   chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c), 0};
   return x;
@@ -825,7 +860,9 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
   if (is_json) /* parse before taking the lock */
     o = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
   uv_mutex_lock(&chat->lock);
-  if (binary) {
+  if (!chat_rate_ok(&x)) {
+    /* refused */
+  } else if (binary) {
     chat_error(&x, "binary_unsupported", "Binary messages are not supported");
   } else if (!is_json) {
     chat_post(&x, chat_current_room(x.user), data, len); /* plain text */
@@ -849,6 +886,8 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   snprintf(u->id, sizeof(u->id), "%s", wshub_client_id(c));
   char guest[32];
   snprintf(guest, sizeof(guest), "guest-%s", u->id + 1);
+  u->tokens = chat->cfg.burst > 0 ? chat->cfg.burst : 2 * chat->cfg.rate;
+  u->refilled = uv_hrtime();
 
   char room[80], nick[CHAT_NICK_BYTES], after_s[24];
   int rl = wshub_chat_query_param(req->target, req->target_len, "room", room,

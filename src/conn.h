@@ -83,6 +83,7 @@ struct wshub_conn_s {
   uint8_t close_later;
   uint8_t shutting; /* uv_shutdown requested */
   char peer[56];    /* "ip:port", for logs */
+  void *ip_count;   /* per-address counter of the server (server.c) */
 };
 
 /* Accepts a pending connection on `listener` into a new conn using

@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #define HANDSHAKE_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -251,4 +252,32 @@ size_t wshub_handshake_response(const wshub_handshake_t *hs, char *buf,
   if (ok)
     ok = handshake_put(buf, cap, &pos, "\r\n", 2);
   return ok ? pos : 0;
+}
+
+int wshub_handshake_origin_ok(const wshub_request_t *req,
+                              const char *const *allowed, size_t nallowed) {
+  size_t olen;
+  const char *origin = wshub_request_header(req, "origin", &olen);
+  if (nallowed > 0) {
+    for (size_t i = 0; i < nallowed; i++) {
+      if (strcmp(allowed[i], "*") == 0)
+        return 1;
+      if (origin != NULL && strlen(allowed[i]) == olen &&
+          strncasecmp(allowed[i], origin, olen) == 0)
+        return 1;
+    }
+    return 0;
+  }
+  if (origin == NULL)
+    return 1; /* not a browser */
+  /* Same host: the origin's authority is the request's Host. */
+  const char *sep = memchr(origin, ':', olen);
+  if (sep == NULL || (size_t)(sep - origin) + 3 > olen || sep[1] != '/' ||
+      sep[2] != '/')
+    return 0; /* "null" and other opaque origins */
+  const char *auth = sep + 3;
+  size_t alen = olen - (size_t)(auth - origin);
+  size_t hlen;
+  const char *host = wshub_request_header(req, "host", &hlen);
+  return host != NULL && hlen == alen && strncasecmp(host, auth, alen) == 0;
 }

@@ -44,6 +44,14 @@ int wshub_handshake_check(const wshub_request_t *req,
                           const char *const *protocols, size_t nprotocols,
                           wshub_handshake_t *out);
 
+/* The Origin policy for browsers' cross-site WebSocket requests. With
+ * `allowed` empty: requests without Origin (non-browser clients) and
+ * requests whose Origin's host[:port] equals their Host header are
+ * accepted. Otherwise an Origin must equal one of `allowed` exactly
+ * (case-insensitive), or `allowed` contains "*". Returns 1 if accepted. */
+int wshub_handshake_origin_ok(const wshub_request_t *req,
+                              const char *const *allowed, size_t nallowed);
+
 /* Writes the complete "HTTP/1.1 101 Switching Protocols" response head,
  * ending with the empty line, into buf. Returns the number of bytes written,
  * or 0 if cap is too small. */

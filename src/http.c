@@ -384,6 +384,12 @@ static int http_route(wshub_http_t *h) {
     wshub_http_error(h, 404, "no WebSocket endpoint at this path", 1, NULL);
     return 0;
   }
+  if (!wshub_handshake_origin_ok(r, s->cfg.allow_origins,
+                                 s->cfg.nallow_origins)) {
+    wshub_http_error(h, 403, "cross-site WebSocket request: origin not allowed",
+                     1, NULL);
+    return 0;
+  }
   wshub_handshake_t hs;
   if (wshub_handshake_check(r, s->cfg.protocols, s->cfg.nprotocols, &hs) != 0) {
     wshub_http_error(h, hs.status, hs.reason, 1,

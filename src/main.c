@@ -34,6 +34,7 @@ typedef struct {
   int backlog;
   const char *ws_paths[MAX_LIST];
   const char *protocols[MAX_LIST];
+  const char *origins[MAX_LIST];
   int max_message_set;
   unsigned threads;
   uv_signal_t sigint, sigterm;
@@ -80,6 +81,13 @@ static void usage(FILE *f) {
       "  --ws-path PATH           accept Upgrades only on PATH (repeatable;\n"
       "                           default: every path)\n"
       "  --protocol NAME          a subprotocol to accept (repeatable)\n"
+      "  --max-connections N      refuse (503) connections past N (default:\n"
+      "                           what the open-file limit allows; 0: none)\n"
+      "  --max-per-ip N           refuse (503) more than N connections from\n"
+      "                           one address (default 1000; 0: no limit)\n"
+      "  --allow-origin ORIGIN    browsers may open WebSockets from ORIGIN\n"
+      "                           (repeatable; * for any; default: same host\n"
+      "                           and clients that send no Origin; else 403)\n"
       "  --max-message N          message size limit, else close 1009\n"
       "                           (default 1M; 64M with --echo)\n"
       "  --ping-interval S        ping idle clients every S, drop those that "
@@ -98,6 +106,11 @@ static void usage(FILE *f) {
       "4000)\n"
       "  --history N              messages kept per room for resume (default "
       "100)\n"
+      "  --msg-rate N             chat messages per second per client "
+      "(default\n"
+      "                           100; 0: no limit); over it: rate_limited,\n"
+      "                           persistent flooding: close 1008\n"
+      "  --msg-burst N            token bucket size (default 2 x msg-rate)\n"
       "  --presence-limit N       rooms larger than N get no join/leave/nick\n"
       "                           notices, and member lists of N (default "
       "100)\n"
@@ -184,6 +197,11 @@ enum {
   OPT_HISTORY,
   OPT_PRESENCE_LIMIT,
   OPT_THREADS,
+  OPT_ALLOW_ORIGIN,
+  OPT_MAX_CONNECTIONS,
+  OPT_MAX_PER_IP,
+  OPT_MSG_RATE,
+  OPT_MSG_BURST,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -211,6 +229,11 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"history", required_argument, NULL, OPT_HISTORY},
       {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
       {"threads", required_argument, NULL, OPT_THREADS},
+      {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
+      {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+      {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
+      {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
+      {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -310,6 +333,38 @@ static int parse_args(main_t *m, int argc, char **argv) {
     case OPT_ECHO:
       cfg->echo = 1;
       break;
+    case OPT_MAX_CONNECTIONS:
+    case OPT_MAX_PER_IP: {
+      size_t v;
+      if (parse_size(optarg, &v) != 0)
+        return bad(name, optarg, "expected a count (0: no limit)");
+      if (ch == OPT_MAX_CONNECTIONS)
+        cfg->max_connections = v;
+      else
+        cfg->max_per_ip = v;
+      break;
+    }
+    case OPT_MSG_RATE:
+    case OPT_MSG_BURST: {
+      char *end;
+      double v = strtod(optarg, &end);
+      if (end == optarg || *end != '\0' || !(v >= 0) || v > 1e9)
+        return bad(name, optarg, "expected a number >= 0");
+      if (ch == OPT_MSG_RATE)
+        m->chat_cfg.rate = v;
+      else
+        m->chat_cfg.burst = v;
+      break;
+    }
+    case OPT_ALLOW_ORIGIN:
+      if (strcmp(optarg, "*") != 0 && strstr(optarg, "://") == NULL)
+        return bad(name, optarg,
+                   "expected an origin like https://host[:port] "
+                   "or *");
+      if (cfg->nallow_origins == MAX_LIST)
+        return bad(name, optarg, "too many origins");
+      m->origins[cfg->nallow_origins++] = optarg;
+      break;
     case OPT_MAX_TEXT:
     case OPT_HISTORY:
     case OPT_PRESENCE_LIMIT: {
@@ -360,6 +415,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
         is_dir(WSHUB_SOURCE_PUBLIC) ? WSHUB_SOURCE_PUBLIC : WSHUB_DATA_PUBLIC;
   cfg->ws_paths = m->ws_paths;
   cfg->protocols = m->protocols;
+  cfg->allow_origins = m->origins;
   return -1;
 }
 
@@ -516,6 +572,8 @@ int main(int argc, char **argv) {
   wshub_config_init(&m.cfg);
   wshub_chat_config_init(&m.chat_cfg);
   m.cfg.log_level = WSHUB_LOG_INFO;
+  m.cfg.max_per_ip = 1000;
+  m.cfg.max_connections = (size_t)-1; /* from the open-file limit below */
   m.port = 3000;
   int rc = parse_args(&m, argc, argv);
   if (rc >= 0)
@@ -526,6 +584,16 @@ int main(int argc, char **argv) {
     m.threads = 1;
   signal(SIGPIPE, SIG_IGN);
   unsigned long nofile = raise_nofile();
+  if (m.cfg.max_connections == (size_t)-1)
+    m.cfg.max_connections = nofile > 64 ? nofile - 32 : 0;
+  /* Each thread counts its own connections: share the limits out. */
+  if (m.threads > 1) {
+    if (m.cfg.max_connections > 0)
+      m.cfg.max_connections =
+          (m.cfg.max_connections + m.threads - 1) / m.threads;
+    if (m.cfg.max_per_ip > 0)
+      m.cfg.max_per_ip = (m.cfg.max_per_ip + m.threads - 1) / m.threads;
+  }
 
   /* The sockets first: a port in use is reported before anything starts. */
   worker_t *workers = calloc(m.threads, sizeof(*workers));

@@ -99,6 +99,43 @@ void wshub_server_mark_dirty(wshub_server_t *s, wshub_conn_t *c) {
 
 static void server_maybe_done(wshub_server_t *s);
 
+/* Open connections per remote address, for max_per_ip. */
+typedef struct {
+  char ip[56];
+  size_t n;
+} server_ip_t;
+
+/* Counts c against its address; returns that address's count. */
+static size_t server_ip_add(wshub_server_t *s, wshub_conn_t *c) {
+  char ip[56];
+  snprintf(ip, sizeof(ip), "%s", c->peer);
+  char *colon = strrchr(ip, ':');
+  if (colon != NULL)
+    *colon = '\0';
+  server_ip_t *e = wshub_map_get(&s->per_ip, ip);
+  if (e == NULL) {
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+      return 0;
+    memcpy(e->ip, ip, sizeof(ip));
+    if (wshub_map_put(&s->per_ip, e->ip, e) != 0) {
+      free(e);
+      return 0;
+    }
+  }
+  c->ip_count = e;
+  return ++e->n;
+}
+
+static void server_ip_remove(wshub_server_t *s, wshub_conn_t *c) {
+  server_ip_t *e = c->ip_count;
+  c->ip_count = NULL;
+  if (e != NULL && --e->n == 0) {
+    wshub_map_del(&s->per_ip, e->ip);
+    free(e);
+  }
+}
+
 void wshub_server_conn_added(wshub_server_t *s, wshub_conn_t *c) {
   c->prev = NULL;
   c->next = s->conns;
@@ -117,6 +154,7 @@ void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c) {
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
   s->nconns--;
+  server_ip_remove(s, c);
   if (s->closing)
     server_maybe_done(s);
 }
@@ -150,6 +188,7 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
     if (realpath(cfg->public_dir, s->root) == NULL) {
       int err = -errno;
       wshub_hub_free(&s->hub);
+      wshub_map_free(&s->per_ip);
       free(s);
       return err;
     }
@@ -174,7 +213,28 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
   int r = wshub_conn_accept(s, listener, &c);
   if (r != 0)
     return r;
+  s->accept_failing = 0;
   wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
+  size_t from_ip = server_ip_add(s, c);
+  const char *full = NULL;
+  if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections)
+    full = "server full: too many connections";
+  else if (s->cfg.max_per_ip > 0 && from_ip > s->cfg.max_per_ip)
+    full = "too many connections from your address";
+  if (full != NULL) {
+    wshub_log(s, WSHUB_LOG_INFO, "%s refused: %s", c->peer, full);
+    wshub_buf_t *b = wshub_buf_printf(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: wshub/" WSHUB_VERSION
+        "\r\nDate: %s\r\nConnection: close\r\nRetry-After: 5\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+        "\r\n503 Service Unavailable\n%s\n",
+        wshub_server_date(s), strlen(full) + 25, full);
+    if (b != NULL)
+      wshub_conn_send_buf(c, b);
+    wshub_buf_unref(b);
+    wshub_conn_end(c);
+    return 0;
+  }
   r = wshub_http_attach(c);
   if (r != 0)
     wshub_conn_close(c);
@@ -184,8 +244,15 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
 static void server_on_connection(uv_stream_t *listener, int status) {
   wshub_server_t *s = listener->data;
   int r = status != 0 ? status : wshub_accept(s, listener);
-  if (r != 0)
-    wshub_log(s, WSHUB_LOG_WARN, "accept: %s", uv_strerror(r));
+  /* Out of descriptors (EMFILE/ENFILE) and the like: libuv keeps the loop
+   * from spinning; say so once, not once per attempt. */
+  if (r != 0 && !s->accept_failing) {
+    s->accept_failing = 1;
+    wshub_log(s, WSHUB_LOG_WARN,
+              "accept: %s (further failures not logged "
+              "until one succeeds)",
+              uv_strerror(r));
+  }
 }
 
 static void server_on_listener_closed(uv_handle_t *h);
@@ -284,6 +351,7 @@ static void server_free_if_done(wshub_server_t *s) {
   if (cb)
     cb(s);
   wshub_hub_free(&s->hub);
+  wshub_map_free(&s->per_ip);
   wshub_buf_unref(s->ping);
   free(s);
 }

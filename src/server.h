@@ -33,6 +33,8 @@ struct wshub_server_s {
   wshub_conn_t *dirty; /* connections with unflushed writes */
   wshub_hub_t hub;     /* WebSocket clients and rooms */
   wshub_buf_t *ping;   /* the keep-alive ping frame, shared by everyone */
+  wshub_map_t per_ip;  /* remote address → open connection count */
+  int accept_failing;  /* an accept error was logged; quiet until one works */
 
   char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
   size_t root_len;

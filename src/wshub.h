@@ -95,6 +95,11 @@ typedef struct {
   wshub_log_cb log_cb; /* NULL: lines go to stderr */
   void *log_user;
 
+  /* Connection limits (0: none). Past either, a new connection gets 503
+   * and is closed; open ones are unaffected. */
+  size_t max_connections;
+  size_t max_per_ip;
+
   /* HTTP limits and timeouts (milliseconds). */
   size_t max_header_bytes;       /* header section, → 431 (default 16384) */
   size_t max_headers;            /* header field count, → 431 (default 100) */
@@ -108,6 +113,10 @@ typedef struct {
   size_t ws_npaths;
   const char *const *protocols; /* subprotocols we speak, preference-free */
   size_t nprotocols;
+  /* Origins allowed to open a WebSocket from a browser (exact, or "*").
+   * Empty: same-host origins and requests without Origin. Others → 403. */
+  const char *const *allow_origins;
+  size_t nallow_origins;
   size_t max_message;        /* → close 1009 (default 1 MiB) */
   uint64_t ping_interval_ms; /* 0: no keep-alive pings (default 30 s) */
   uint64_t close_timeout_ms; /* peer must answer our close (5 s) */
@@ -225,9 +234,14 @@ int wshub_respond(wshub_response_t *res, int status, const char *content_type,
 typedef struct wshub_chat_s wshub_chat_t;
 
 typedef struct {
-  size_t max_text;       /* bytes of a message's text (default 4000) */
-  size_t history;        /* messages kept per room (default 100) */
-  size_t max_rooms;      /* rooms with history, server-wide (default 10000) */
+  size_t max_text;  /* bytes of a message's text (default 4000) */
+  size_t history;   /* messages kept per room (default 100) */
+  size_t max_rooms; /* rooms with history, server-wide (default 10000) */
+  double rate;      /* messages per second per client, token bucket (default
+                       100; 0: unlimited) */
+  double burst;     /* bucket size (default 2 × rate): over it a message is
+                       refused with a `rate_limited` error; a client that keeps
+                       sending while refused is closed with 1008 */
   size_t presence_limit; /* rooms with more members than this get no
                             join/leave/nick notices, and member lists are
                             cut to this many (default 100) */

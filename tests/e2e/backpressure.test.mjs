@@ -43,7 +43,7 @@ function drainUntilClosed(sock, ms) {
 
 test('a client that stops reading is dropped; the room keeps every message', async () => {
   const tree = await makeTree({ 'index.html': 'x' });
-  const srv = await startServer(tree.pub, ['--threads', '1', '--max-backlog', '1M',
+  const srv = await startServer(tree.pub, ['--threads', '1', '--max-backlog', '1M', '--msg-rate', '0',
     '--max-text', '16000', '--log-level', 'warn']);
   try {
     const slow = await stalledClient(srv.port);

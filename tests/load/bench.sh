@@ -117,8 +117,10 @@ start_server() {
   local name=$1 log=$2
   local -a cmd
   case $name in
-    wshub) cmd=("$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn) ;;
-    wshub-echo) cmd=("$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn --echo) ;;
+    # The load is the point here: no per-client message rate or per-address
+    # connection limits (all clients come from a few loopback addresses).
+    wshub) cmd=("$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn --msg-rate 0 --max-per-ip 0) ;;
+    wshub-echo) cmd=("$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn --echo --max-per-ip 0) ;;
     relay) cmd=("$RELAY_BIN" --host 127.0.0.1 --port 0) ;;
     node) cmd=(env HOST=127.0.0.1 PORT=0 node "$here/node-chat/server.js") ;;
     *) die "unknown server $name" ;;
@@ -342,7 +344,7 @@ report() {
   echo "- host: \`$(uname -a)\`"
   echo "- CPU: $cpu; nproc $(nproc); open files limit $(ulimit -n)"
   echo "- wshub $("$WSHUB_BIN" --version 2>&1 | head -n1) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')), node $(node --version 2>/dev/null || echo -)"
-  echo "- servers pinned with \`taskset -c $SERVER_CPU\`, wsload with \`taskset -c $CLIENT_CPU\`; wshub runs \`--threads 1\`; each server started fresh per scenario"
+  echo "- servers pinned with \`taskset -c $SERVER_CPU\`, wsload with \`taskset -c $CLIENT_CPU\`; wshub runs \`--threads 1 --msg-rate 0 --max-per-ip 0\`; each server started fresh per scenario"
   echo "- DURATION=$DURATION s, WARMUP=$WARMUP s, HOLD_S=$HOLD_S s, SOURCE_IPS=$SOURCE_IPS; whole run $runtime s"
   echo "- ratios are plain quotients (wshub / other): above 1 is better for rates, below 1 is better for latency and memory; bytes/frame is bytes_in / frames_in as wsload received them (wshub and node wrap each message in chat JSON, the relay sends it bare)"
   echo

@@ -77,6 +77,7 @@ start_server() {
   case $name in
     wshub)
       taskset -c "$SERVER_CPU" "$WSHUB_BIN" --host 127.0.0.1 --port 0 \
+        --threads 1 --msg-rate 0 --max-per-ip 0 \
         --log-level warn 2>"$log" >/dev/null &
       ;;
     node)

@@ -440,6 +440,54 @@ static void test_response(unit_t *T) {
   CHECK_EQ_INT(wshub_handshake_response(&hs, buf, plain_len), 0);
 }
 
+/* The Origin policy: default same-host, explicit lists, "*". */
+static void test_origin(unit_t *T) {
+  static const struct {
+    const char *origin; /* NULL: no Origin header */
+    const char *host;
+    int allowed_set; /* 0: default policy, 1: {a, b}, 2: {"*"} */
+    int want;
+  } rows[] = {
+      {NULL, "example.com", 0, 1},
+      {"http://example.com", "example.com", 0, 1},
+      {"https://EXAMPLE.com", "example.com", 0, 1},
+      {"http://localhost:3000", "localhost:3000", 0, 1},
+      {"http://localhost:3001", "localhost:3000", 0, 0},
+      {"http://evil.example", "example.com", 0, 0},
+      {"http://example.com.evil", "example.com", 0, 0},
+      {"null", "example.com", 0, 0},
+      {"example.com", "example.com", 0, 0},
+      {"http://", "example.com", 0, 0},
+      {"https://a.example", "example.com", 1, 1},
+      {"https://A.EXAMPLE", "example.com", 1, 1},
+      {"https://b.example:8443", "x", 1, 1},
+      {"https://b.example", "x", 1, 0},
+      {"https://example.com", "example.com", 1, 0}, /* list replaces default */
+      {NULL, "example.com", 1, 0},
+      {"https://anything", "x", 2, 1},
+      {NULL, "x", 2, 1},
+  };
+  static const char *const list[] = {"https://a.example",
+                                     "https://b.example:8443"};
+  static const char *const star[] = {"*"};
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    char host[128], origin[128];
+    snprintf(host, sizeof(host), "Host: %s", rows[i].host);
+    snprintf(origin, sizeof(origin), "Origin: %s",
+             rows[i].origin ? rows[i].origin : "");
+    const char *lines[] = {host, rows[i].origin ? origin : NULL, NULL};
+    req_store_t st;
+    const wshub_request_t *r = req_build(&st, GET, 1, 1, lines);
+    const char *const *allowed = rows[i].allowed_set == 1   ? list
+                                 : rows[i].allowed_set == 2 ? star
+                                                            : NULL;
+    size_t n = rows[i].allowed_set == 1 ? 2 : rows[i].allowed_set == 2 ? 1 : 0;
+    if (!CHECK_EQ_INT(wshub_handshake_origin_ok(r, allowed, n), rows[i].want))
+      fprintf(stderr, "  row %zu: origin %s host %s\n", i,
+              rows[i].origin ? rows[i].origin : "(none)", rows[i].host);
+  }
+}
+
 int main(void) {
   unit_t t = {0, 0};
   unit_t *T = &t;
@@ -450,5 +498,6 @@ int main(void) {
   test_check_version_raw(T);
   test_subprotocol(T);
   test_response(T);
+  test_origin(T);
   return unit_finish(T);
 }
