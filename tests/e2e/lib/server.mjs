@@ -141,13 +141,17 @@ export class Server {
   }
 }
 
+// WSHUB_WRAPPER (e.g. "valgrind --leak-check=full --error-exitcode=99")
+// runs every server under a tool; a report then fails the exit-0 checks.
+const WRAPPER = (process.env.WSHUB_WRAPPER || '').split(' ').filter(Boolean);
+
 // Spawns the binary with raw argv, no waiting for readiness.
 export function spawnRaw(args, { asNobody = false } = {}) {
-  let cmd = BIN;
-  let argv = args;
+  let cmd = WRAPPER.length ? WRAPPER[0] : BIN;
+  let argv = WRAPPER.length ? [...WRAPPER.slice(1), BIN, ...args] : args;
   if (asNobody && process.getuid && process.getuid() === 0) {
+    argv = ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...argv];
     cmd = 'setpriv';
-    argv = ['--reuid=65534', '--regid=65534', '--clear-groups', BIN, ...args];
   }
   const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
