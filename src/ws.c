@@ -90,9 +90,10 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
   return (ssize_t)len;
 }
 
+/* On the fan-out path: flags only (wslay stopping to read is mirrored into
+ * `closing` by the pump). */
 static int ws_can_send(const wshub_ws_t *ws) {
   return !ws->dead && !ws->closing && !ws->failed &&
-         (ws->ctx == NULL || wslay_event_get_read_enabled(ws->ctx)) &&
          wshub_conn_is_open(ws->conn);
 }
 
@@ -268,6 +269,8 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
       ws_free(ws); /* closed by a callback meanwhile */
       return;
     }
+    if (!wslay_event_get_read_enabled(ws->ctx))
+      ws->closing = 1; /* wslay answered a close or failed the frame */
     if ((r == WSLAY_ERR_CALLBACK_FAILURE && !ws->failed) || ws->bad_close) {
       ws_fail(ws, 1002, "protocol error");
       return;

@@ -252,6 +252,7 @@ test('churn: 1000 connect/disconnect cycles with early exits leak no members, me
       await Promise.all(Array.from({ length: CHURN_PARALLEL }, worker));
       await chat.more(3, 'after the churn');
       await chat.stop();
+      if (process.env.HOSTILE_DEBUG) console.error('churn', counts, chat.delivered, vmRssKiB(srv.pid), rssBefore);
       assert.equal(Object.values(counts).reduce((x, y) => x + y), CHURN);
 
       // Every churner that got in (all but the mid-handshake ones) was
@@ -297,6 +298,7 @@ test('churn: 1000 connect/disconnect cycles with early exits leak no members, me
       const chat2 = new Chatter(a, b, 'churn-after').start();
       await chat2.more(2, 'after the checks');
       await chat2.stop();
+      if (process.env.HOSTILE_DEBUG) console.error(srv.stderr.split('\n').map((l) => l.replace(/^\S+ /, '').replace(/127.0.0.1:\d+/, 'PEER')).sort().join('\n'));
       assert.deepEqual(errorLines(srv.stderr), [], 'no error lines on stderr');
     } finally {
       for (const c of [a, b, ...newcomers]) await c.close();
@@ -332,7 +334,7 @@ test('half-open: a peer that goes silent after the upgrade is dropped after a mi
       // What reached the silent peer: the room's traffic and the pings it
       // never answered, then the server's end of the TCP connection.
       conn.sock.resume();
-      await conn.waitEnd(LONG_MS);
+      await conn.waitFor(() => conn.ended, LONG_MS, 'the server to close the silent connection');
       const frames = drainFrames(conn);
       const pings = frames.filter((f) => f.opcode === OP.PING);
       const others = frames.filter((f) => f.opcode !== OP.PING && f.opcode !== OP.TEXT &&
@@ -470,6 +472,7 @@ test('slowloris: upgrades dripped a byte at a time get 408 or are closed; chat g
         () => drip(srv.port, bytes, 200, LONG_MS)));
       await chat.more(3, 'after the slowloris connections');
       await chat.stop();
+      if (process.env.HOSTILE_DEBUG) console.error(results.map((r) => `${r.sent} ${r.closed} ${JSON.stringify(r.data.slice(0, 40))}`).join('\n'));
       results.forEach((r, i) => {
         const ctx = `connection ${i} (sent ${r.sent} of ${bytes.length} bytes): got ${JSON.stringify(r.data.slice(0, 200))}`;
         assert.equal(r.closed, true, `the server closed ${ctx}`);
@@ -494,20 +497,40 @@ test('slowloris: upgrades dripped a byte at a time get 408 or are closed; chat g
 // 5. Garbage after a valid upgrade
 
 const GARBAGE_CODES = [1002, 1007, 1009];
+const MAX_MESSAGE = 64 * 1024;
 
-// Upgrades, then writes random bytes (4 KiB at a time, at most `max`)
-// until the server closes. Returns { code, sent, head, frames }: code is
-// the first close frame's code, or 'tcp' for a close without one.
-async function garbageOne(port, room, rand, max) {
+// The first 4 KiB a garbage connection sends, by kind:
+//   random  random bytes (a well-formed close frame would legitimately be
+//           answered with the echo of its random code, so the first frame
+//           is never a close);
+//   text    a well-formed masked text frame of random bytes (not UTF-8);
+//   huge    a well-formed masked binary frame header announcing more than
+//           --max-message, then random bytes.
+function garbageStart(kind, rand) {
+  if (kind === 'random') {
+    const b = randomBytes(rand, 4096);
+    if ((b[0] & 0x0f) === OP.CLOSE) b[0] ^= 0x08;
+    return b;
+  }
+  if (kind === 'text') {
+    const f = clientFrame(OP.TEXT, randomBytes(rand, 200 + Math.floor(rand() * 3000)));
+    return Buffer.concat([f, randomBytes(rand, 4096 - f.length)]);
+  }
+  const len = MAX_MESSAGE + 1 + Math.floor(rand() * 1e6);
+  const f = clientFrame(OP.BINARY, randomBytes(rand, 4096 - 14), { len });
+  return f;
+}
+
+// Upgrades, then writes garbage (4 KiB at a time, at most `max`) until the
+// server closes. Returns { code, sent, head, frames }: code is the first
+// close frame's code, or 'tcp' for a close without one.
+async function garbageOne(port, room, kind, rand, max) {
   const conn = await Conn.open(port);
   try {
     const { key, bytes } = upgradeBytes(`/?room=${room}`);
     conn.write(bytes);
     assert101(await conn.readResponse({ ms: LONG_MS }), key);
-    const first = randomBytes(rand, 4096);
-    // A well-formed close frame would legitimately be answered with the
-    // echo of its (random) code; start with some other frame.
-    if ((first[0] & 0x0f) === OP.CLOSE) first[0] ^= 0x08;
+    const first = garbageStart(kind, rand);
     const head = first.subarray(0, 16).toString('hex');
     let sent = 0;
     let close = null;
@@ -537,20 +560,28 @@ async function garbageOne(port, room, rand, max) {
   }
 }
 
-test('garbage: random bytes after the upgrade end in close 1002/1007/1009 or a TCP close', async () => {
+test('garbage: random bytes after the upgrade end in close 1002/1007/1009 or a TCP close; chat goes on', async () => {
   await withHub(['--msg-rate', '0', '--max-per-ip', '0', '--max-message', '64K'], async (srv) => {
     const room = 'garbage';
     const [a, b] = await healthyPair(srv.port, room);
     try {
       const chat = new Chatter(a, b, 'garbage-chat').start();
       const rand = rng(SEED ^ 0x9e3779b9);
-      const results = await Promise.all(Array.from({ length: 20 },
-        () => garbageOne(srv.port, room, rand, 1 << 20)));
+      const kinds = ['random', 'text', 'huge', 'random'];
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => {
+        const kind = kinds[i % kinds.length];
+        return garbageOne(srv.port, room, kind, rand, 1 << 20).then((r) => ({ kind, ...r }));
+      }));
       await chat.more(3, 'after the garbage');
       await chat.stop();
+      if (process.env.HOSTILE_DEBUG) console.error(results.map((r) => `${r.code} ${r.sent} ${r.head} ${r.frames}`).join('\n'));
       for (const r of results) {
-        assert.ok(GARBAGE_CODES.includes(r.code) || r.code === 'tcp',
-          `close ${r.code} after ${r.sent} bytes starting ${r.head} (frames ${r.frames})`);
+        const ctx = `${r.kind} garbage: close ${r.code} after ${r.sent} bytes starting ${r.head} ` +
+          `(opcodes received ${r.frames})`;
+        assert.ok(GARBAGE_CODES.includes(r.code) || r.code === 'tcp', ctx);
+        // Well-formed frames with bad content get the specific code.
+        if (r.kind === 'text') assert.equal(r.code, 1007, ctx);
+        if (r.kind === 'huge') assert.equal(r.code, 1009, ctx);
       }
       assert.ok(results.some((r) => r.code !== 'tcp'), 'at least one close frame with a code');
       const c = await join(srv.port, { room });
