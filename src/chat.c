@@ -26,7 +26,6 @@
 
 #include "chatbus.h"
 #include "frame.h"
-#include "hub.h"
 #include "map.h"
 #include "request.h"
 #include "utf8.h"
@@ -73,7 +72,6 @@ typedef struct {
   wshub_server_t *server;
   wshub_client_t *client;
   chat_user_t *user;
-  int direct; /* in on_open: replies go straight to the client */
 } chat_ctx_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg) {
@@ -274,16 +272,7 @@ static void chat_send_to(const chat_ctx_t *x, const char *id, const json_t *o) {
 }
 
 static void chat_send(const chat_ctx_t *x, const json_t *o) {
-  if (!x->direct) {
-    chat_send_to(x, x->user->id, o);
-    return;
-  }
-  /* Nothing for a client being opened can be queued on the bus yet, so its
-   * welcome may skip the bus and follow the 101 at once. */
-  wshub_buf_t *f = chat_frame(o);
-  if (f != NULL)
-    wshub_hub_send_frame(x->client, f);
-  wshub_buf_unref(f);
+  chat_send_to(x, x->user->id, o);
 }
 
 /* To every member of room except `except` (an id, or NULL). */
@@ -420,9 +409,7 @@ static void chat_send_with_members(const chat_ctx_t *x, json_t *o,
   };
   wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 4);
   free(s);
-  if (f != NULL && x->direct)
-    wshub_hub_send_frame(x->client, f);
-  else if (f != NULL)
+  if (f != NULL)
     chat_bus_to(x->chat->bus, x->server, x->user->id, f);
   wshub_buf_unref(f);
 }
@@ -840,7 +827,7 @@ static int chat_rate_ok(const chat_ctx_t *x) {
 }
 
 static chat_ctx_t chat_ctx(wshub_chat_t *chat, wshub_client_t *c) {
-  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c), 0};
+  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c)};
   return x;
 }
 
@@ -922,7 +909,6 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   }
   wshub_client_set_data(c, u);
   chat_ctx_t x = chat_ctx(chat, c);
-  x.direct = 1;
   chat_room_t *r = chat_enter(&x, room);
   if (r != NULL) {
     char text[300];

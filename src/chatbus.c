@@ -95,8 +95,8 @@ static void bus_item_free(bus_item_t *it) {
   free(it);
 }
 
-static void bus_on_async(uv_async_t *a) {
-  bus_thread_t *t = a->data;
+/* Runs everything queued for thread t, in order. */
+static void bus_drain(bus_thread_t *t) {
   uv_mutex_lock(&t->lock);
   bus_item_t *it = t->head;
   t->head = t->tail = NULL;
@@ -107,6 +107,10 @@ static void bus_on_async(uv_async_t *a) {
     bus_item_free(it);
     it = next;
   }
+}
+
+static void bus_on_async(uv_async_t *a) {
+  bus_drain(a->data);
 }
 
 int chat_bus_attach(chat_bus_t *bus, unsigned index, uv_loop_t *loop,
@@ -174,7 +178,7 @@ static void bus_post(chat_bus_t *bus, unsigned i, int kind, const char *id,
   uv_async_send(&t->async);
 }
 
-/* Direct mode: run now. */
+/* Direct mode, or the caller's own thread: run now. */
 static void bus_now(wshub_server_t *s, int kind, const char *id,
                     const char *room, wshub_buf_t *frame) {
   bus_item_t it;
@@ -184,6 +188,23 @@ static void bus_now(wshub_server_t *s, int kind, const char *id,
   wshub_buf_unref(it.frame);
 }
 
+/* Delivers to thread i. On the caller's own thread the item runs at once,
+ * after whatever its inbox still holds: everything is queued under the
+ * chat's lock, which the caller holds, so the order stays the global one —
+ * and output for a client precedes anything its connection does next (a
+ * close frame read in the same packet, say). */
+static void bus_deliver(chat_bus_t *bus, unsigned i, wshub_server_t *from,
+                        int kind, const char *id, const char *room,
+                        wshub_buf_t *frame) {
+  bus_thread_t *t = &bus->threads[i];
+  if (t->server == from) {
+    bus_drain(t);
+    bus_now(from, kind, id, room, frame);
+  } else {
+    bus_post(bus, i, kind, id, room, frame);
+  }
+}
+
 void chat_bus_room(chat_bus_t *bus, wshub_server_t *from, const char *room,
                    wshub_buf_t *frame, const char *except) {
   if (bus->nthreads == 0) {
@@ -191,7 +212,7 @@ void chat_bus_room(chat_bus_t *bus, wshub_server_t *from, const char *room,
     return;
   }
   for (unsigned i = 0; i < bus->nthreads; i++)
-    bus_post(bus, i, BUS_ROOM, except, room, frame);
+    bus_deliver(bus, i, from, BUS_ROOM, except, room, frame);
 }
 
 static void bus_one(chat_bus_t *bus, wshub_server_t *from, int kind,
@@ -199,7 +220,7 @@ static void bus_one(chat_bus_t *bus, wshub_server_t *from, int kind,
   if (bus->nthreads == 0)
     bus_now(from, kind, id, room, frame);
   else
-    bus_post(bus, chat_bus_thread_of(bus, id), kind, id, room, frame);
+    bus_deliver(bus, chat_bus_thread_of(bus, id), from, kind, id, room, frame);
 }
 
 void chat_bus_to(chat_bus_t *bus, wshub_server_t *from, const char *id,

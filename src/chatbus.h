@@ -3,11 +3,13 @@
  *
  * With one loop (nthreads == 0) every operation runs at once on the
  * calling server. With N loops (--threads N) every operation is appended,
- * while the chat holds its lock, to the inbox of each thread it concerns
- * and run there by that loop's uv_async_t callback, in inbox order: so a
- * room's messages reach every member in id order, a client's own copy
- * never overtakes the messages before it, and a join takes effect exactly
- * after the messages its welcome history already covered.
+ * while the chat holds its lock, to the inbox of each other thread it
+ * concerns and run there by that loop's uv_async_t callback, in inbox
+ * order; on the calling thread it runs at once, right after that thread's
+ * own inbox is drained. So a room's messages reach every member in id
+ * order, a client's own copy never overtakes the messages before it (nor a
+ * close frame it sends next), and a join takes effect exactly after the
+ * messages its welcome history already covered.
  *
  * Frames are shared between threads (atomic reference counts, buf.h).
  * Which thread a client lives on is read from its id (wshub_config_t

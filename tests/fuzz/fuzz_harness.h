@@ -2,7 +2,8 @@
  *
  * A target drives the real server: for every input it creates a fresh
  * wshub_server_t on one long-lived uv_loop_t (so nothing carries over from
- * one input to the next), listens on 127.0.0.1:0, opens real TCP client
+ * one input to the next), hands it a duplicate of one listening socket on
+ * 127.0.0.1 (wshub_listen_fd; the port stays the same), opens real TCP client
  * connections to it, writes scripted bytes through them, and pumps the loop
  * until the server has closed every connection and is idle again. Then it
  * closes the server and checks that every handle, request and descriptor
@@ -49,7 +50,8 @@ void fz_free(fz_t *f);
 /* The public directory (NULL if none was made). */
 const char *fz_public_dir(const fz_t *f);
 
-/* A server with `cfg` on 127.0.0.1:0. Aborts on failure. */
+/* A server with `cfg`, listening on the harness's 127.0.0.1 port. Aborts
+ * on failure. */
 wshub_server_t *fz_start(fz_t *f, const wshub_config_t *cfg);
 
 /* Connects a client (blocking connect, then non-blocking I/O driven by the
