@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,6 +386,36 @@ static void fz_client_io(uv_poll_t *p, int status, int events) {
   fz_client_arm(c);
 }
 
+/* Connects a non-blocking socket (the kernel completes the handshake from
+ * the listen backlog, before the server accepts). libFuzzer's SIGALRM may
+ * interrupt any wait, hence poll() and SO_ERROR rather than a blocking
+ * connect(); out of ephemeral ports (TIME_WAIT), it waits for one. */
+static void fz_client_connect(int fd, const struct sockaddr_in *a) {
+  for (int tries = 0;; tries++) {
+    if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0)
+      return;
+    if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY)
+      break;
+    if (errno != EADDRNOTAVAIL || tries >= 100)
+      fz_die_errno("connect to the server");
+    usleep(10000);
+  }
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  int r;
+  while ((r = poll(&p, 1, FZ_DEADLINE_MS)) < 0 && errno == EINTR)
+    ;
+  if (r == 0)
+    fz_die("connect to the server: timed out");
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    fz_die_errno("connect to the server");
+  if (err != 0) {
+    errno = err;
+    fz_die_errno("connect to the server");
+  }
+}
+
 fz_client_t *fz_connect(fz_t *f, const fz_script_t *script) {
   fz_client_t *c = NULL;
   for (int i = 0; i < FZ_MAX_CLIENTS && c == NULL; i++)
@@ -396,7 +427,7 @@ fz_client_t *fz_connect(fz_t *f, const fz_script_t *script) {
   c->f = f;
   c->used = 1;
   c->s = *script;
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (c->fd < 0)
     fz_die_errno("socket");
   struct sockaddr_in a;
@@ -404,15 +435,7 @@ fz_client_t *fz_connect(fz_t *f, const fz_script_t *script) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)wshub_server_port(f->server));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  /* The kernel completes the handshake from the listen backlog. Out of
-   * ephemeral ports (TIME_WAIT), wait a little for one. */
-  int tries = 0;
-  while (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    if (errno != EADDRNOTAVAIL || ++tries > 100)
-      fz_die_errno("connect to the server");
-    usleep(10000);
-  }
-  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+  fz_client_connect(c->fd, &a);
   int r = uv_poll_init(&f->loop, &c->poll, c->fd);
   if (r != 0) {
     fprintf(stderr, "fuzz harness: uv_poll_init: %s\n", uv_strerror(r));

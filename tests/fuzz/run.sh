@@ -8,8 +8,10 @@
 # temporary public directory go there too. The fuzzer runs for <seconds>
 # with a 5 s per-input timeout and a 2 GiB RSS limit, then everything
 # temporary is removed. The exit status is libFuzzer's: 0 when nothing was
-# found, non-zero on a crash, leak, timeout or out-of-memory; in that case
-# the reproducer is printed in hex and kept in $FUZZ_ARTIFACTS if set.
+# found, non-zero on a crash, leak, timeout or out-of-memory (except that
+# its crash status 77, which meson and automake read as "skipped", becomes
+# 1); the reproducer is then printed in hex, and kept in $FUZZ_ARTIFACTS if
+# that is set.
 set -uo pipefail
 
 if [ "$#" -lt 3 ]; then
@@ -71,6 +73,7 @@ for a in "$work"/artifacts/*; do
 done
 if [ "$rc" -ne 0 ]; then
   echo "run.sh: $name failed (libFuzzer exit status $rc)" >&2
+  [ "$rc" -eq 77 ] && rc=1
 elif [ "$found" -ne 0 ]; then
   echo "run.sh: $name exited 0 but left an artifact" >&2
   rc=1
