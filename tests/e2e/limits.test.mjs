@@ -158,3 +158,70 @@ test('message rate: over the bucket → one rate_limited error; flooding on → 
     await other.close();
   });
 });
+
+test('out of descriptors (EMFILE): no spin, excess connections closed, open clients unaffected, recovers', async () => {
+  const { spawn } = await import('node:child_process');
+  const { BIN } = await import('./lib/server.mjs');
+  const tree = await makeTree({ 'index.html': 'x' });
+  // A hard limit of 40 descriptors, and no connection limit of wshub's own,
+  // so that accept() itself fails with EMFILE.
+  const proc = spawn('prlimit', ['--nofile=40:40', BIN, '--threads', '1', '--host', HOST,
+    '--port', '0', '--public', tree.pub, '--max-connections', '0', '--max-per-ip', '0',
+    '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((r) => proc.on('exit', (code) => r(code)));
+  const socks = [];
+  try {
+    const port = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no port: ${stderr}`)), WAIT_MS);
+      const check = () => {
+        const m = /listening on http:\/\/[^\s]*:(\d+)/.exec(stderr);
+        if (m) { clearTimeout(t); resolve(Number(m[1])); }
+      };
+      proc.stderr.on('data', check);
+    });
+    const a = await ChatClient.open(port, { room: 'fds' });
+    await a.welcome();
+    const b = await ChatClient.open(port, { room: 'fds' });
+    await b.welcome();
+    // Far more connections than descriptors left: libuv's reserve-descriptor
+    // trick accepts and closes what cannot be served (no busy loop).
+    let ended = 0;
+    for (let i = 0; i < 60; i++) {
+      socks.push(await new Promise((resolve) => {
+        const s = net.connect(port, HOST, () => resolve(s));
+        s.on('error', () => resolve(s));
+        s.on('close', () => { ended++; });
+      }));
+    }
+    await sleep(300);
+    const cpu0 = await cpuTicks(proc.pid);
+    await sleep(1000);
+    const cpu1 = await cpuTicks(proc.pid);
+    assert.ok(cpu1 - cpu0 < 50, `not spinning (${cpu1 - cpu0} ticks in 1 s)`);
+    assert.ok(ended > 0, `the server closed connections it had no descriptor for (${ended})`);
+    a.send('still here');
+    await b.next({ type: 'message', text: 'still here' });
+    assert.doesNotMatch(stderr, /error/i, `no error lines:\n${stderr}`);
+    // Descriptors free up: new clients get in again.
+    for (const s of socks) s.destroy();
+    socks.length = 0;
+    await sleep(500);
+    const c = await ChatClient.open(port, { room: 'fds' });
+    assert.equal((await c.welcome()).type, 'welcome');
+    for (const x of [a, b, c]) await x.close();
+  } finally {
+    for (const s of socks) s.destroy();
+    proc.kill('SIGTERM');
+    const code = await exited;
+    await tree.cleanup();
+    assert.equal(code, 0, `exit 0:\n${stderr}`);
+  }
+});
+
+async function cpuTicks(pid) {
+  const { readFile } = await import('node:fs/promises');
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime
+}
