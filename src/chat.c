@@ -26,6 +26,7 @@
 
 #include "chatbus.h"
 #include "frame.h"
+#include "grow.h"
 #include "map.h"
 #include "request.h"
 #include "utf8.h"
@@ -336,22 +337,9 @@ static int chat_member_add(const wshub_chat_t *chat, chat_room_t *r,
                            chat_user_t *u) {
   if (r->n < chat->cfg.presence_limit)
     chat_members_stale(r);
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 8;
-    chat_user_t **m = realloc(r->members, cap * sizeof(*m));
-    if (m == NULL)
-      return UV_ENOMEM;
-    r->members = m;
-    r->cap = cap;
-  }
-  if (u->nrooms == u->rooms_cap) {
-    size_t cap = u->rooms_cap ? u->rooms_cap * 2 : 2;
-    chat_room_t **m = realloc(u->rooms, cap * sizeof(*m));
-    if (m == NULL)
-      return UV_ENOMEM;
-    u->rooms = m;
-    u->rooms_cap = cap;
-  }
+  if (wshub_grow(&r->members, &r->cap, r->n, sizeof(*r->members), 8) != 0 ||
+      wshub_grow(&u->rooms, &u->rooms_cap, u->nrooms, sizeof(*u->rooms), 2))
+    return UV_ENOMEM;
   r->members[r->n++] = u;
   u->rooms[u->nrooms++] = r;
   return 0;

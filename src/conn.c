@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "server.h"
 
 #define CONN_LINGER_MS 2000
@@ -138,13 +139,7 @@ static int conn_wq_grow(wshub_conn_t *c) {
     c->wq_head = 0;
     return 0;
   }
-  size_t cap = c->wq_cap ? c->wq_cap * 2 : 8;
-  wshub_wentry_t *wq = realloc(c->wq, cap * sizeof(*wq));
-  if (wq == NULL)
-    return UV_ENOMEM;
-  c->wq = wq;
-  c->wq_cap = cap;
-  return 0;
+  return wshub_grow(&c->wq, &c->wq_cap, c->wq_tail, sizeof(*c->wq), 8);
 }
 
 int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grow.h"
 #include "handshake.h"
 #include "server.h"
 #include "static.h"
@@ -167,14 +168,8 @@ static int http_on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (h->nhdrs == 0 || h->in_value) {
     if (h->nhdrs >= http_server(h)->cfg.max_headers)
       return http_refuse(h, 431, "too many header fields");
-    if (h->nhdrs == h->hdrs_cap) {
-      size_t cap = h->hdrs_cap ? h->hdrs_cap * 2 : 16;
-      http_hdr_t *n = realloc(h->hdrs, cap * sizeof(*n));
-      if (n == NULL)
-        return http_refuse(h, 503, "out of memory");
-      h->hdrs = n;
-      h->hdrs_cap = cap;
-    }
+    if (wshub_grow(&h->hdrs, &h->hdrs_cap, h->nhdrs, sizeof(*h->hdrs), 16))
+      return http_refuse(h, 503, "out of memory");
     h->hdrs[h->nhdrs++] =
         (http_hdr_t){(uint32_t)h->head_len, 0, (uint32_t)h->head_len, 0};
     h->in_value = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "grow.h"
 #include "server.h"
 #include "ws.h"
 
@@ -96,27 +97,15 @@ int wshub_join(wshub_client_t *c, const char *room) {
   hub_room_t *r = hub_room(s, room);
   if (r != NULL && hub_membership(c, r) >= 0)
     return 0;
-  if (c->nrooms == c->rooms_cap) {
-    size_t cap = c->rooms_cap ? c->rooms_cap * 2 : 4;
-    hub_membership_t *m = realloc(c->rooms, cap * sizeof(*m));
-    if (m == NULL)
-      return UV_ENOMEM;
-    c->rooms = m;
-    c->rooms_cap = cap;
-  }
+  if (wshub_grow(&c->rooms, &c->rooms_cap, c->nrooms, sizeof(*c->rooms), 4))
+    return UV_ENOMEM;
   int created = r == NULL;
   if (created && (r = hub_room_new(s, room)) == NULL)
     return UV_ENOMEM;
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 8;
-    wshub_client_t **m = realloc(r->members, cap * sizeof(*m));
-    if (m == NULL) {
-      if (created)
-        hub_room_free(s, r);
-      return UV_ENOMEM;
-    }
-    r->members = m;
-    r->cap = cap;
+  if (wshub_grow(&r->members, &r->cap, r->n, sizeof(*r->members), 8) != 0) {
+    if (created)
+      hub_room_free(s, r);
+    return UV_ENOMEM;
   }
   r->members[r->n] = c;
   c->rooms[c->nrooms++] = (hub_membership_t){r, r->n};
