@@ -222,7 +222,11 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
   else if (s->cfg.max_per_ip > 0 && from_ip > s->cfg.max_per_ip)
     full = "too many connections from your address";
   if (full != NULL) {
-    wshub_log(s, WSHUB_LOG_INFO, "%s refused: %s", c->peer, full);
+    /* Once per episode at warn level; the rest only at debug. */
+    wshub_log(s, s->refusing ? WSHUB_LOG_DEBUG : WSHUB_LOG_WARN,
+              "%s refused with 503: %s%s", c->peer, full,
+              s->refusing ? "" : " (further refusals logged at debug level)");
+    s->refusing = 1;
     wshub_buf_t *b = wshub_buf_printf(
         "HTTP/1.1 503 Service Unavailable\r\nServer: wshub/" WSHUB_VERSION
         "\r\nDate: %s\r\nConnection: close\r\nRetry-After: 5\r\n"
@@ -235,6 +239,7 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
     wshub_conn_end(c);
     return 0;
   }
+  s->refusing = 0;
   r = wshub_http_attach(c);
   if (r != 0)
     wshub_conn_close(c);

@@ -35,6 +35,7 @@ struct wshub_server_s {
   wshub_buf_t *ping;   /* the keep-alive ping frame, shared by everyone */
   wshub_map_t per_ip;  /* remote address → open connection count */
   int accept_failing;  /* an accept error was logged; quiet until one works */
+  int refusing;        /* a 503 refusal was logged; quiet until one is served */
 
   char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
   size_t root_len;
