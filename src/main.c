@@ -441,17 +441,12 @@ typedef struct worker_s {
   uv_thread_t thread;
   uv_async_t stop;
   wshub_server_t *server;
-  int err;
 } worker_t;
-
-static void worker_on_closed(wshub_server_t *server) {
-  (void)server; /* the loop runs out; worker_main goes on */
-}
 
 static void worker_on_stop(uv_async_t *a) {
   worker_t *w = a->data;
   uv_close((uv_handle_t *)&w->stop, NULL);
-  wshub_close(w->server, worker_on_closed);
+  wshub_close(w->server, NULL); /* the loop runs out; worker_main goes on */
 }
 
 static void worker_main(void *arg) {

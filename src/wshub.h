@@ -171,10 +171,10 @@ void *wshub_server_user(const wshub_server_t *server);
 int wshub_server_port(const wshub_server_t *server);
 
 /* Stops accepting, lets responses in flight finish, sends close 1001 to
- * every WebSocket, and calls close_cb once every handle is closed and every
- * connection freed (or once shutdown_timeout_ms has passed and the
- * remaining connections were cut). The server is freed after close_cb
- * returns; do not use it afterwards. */
+ * every WebSocket, and calls close_cb (may be NULL) once every handle is
+ * closed and every connection freed (or once shutdown_timeout_ms has
+ * passed and the remaining connections were cut). The server is freed
+ * after close_cb returns; do not use it afterwards. */
 void wshub_close(wshub_server_t *server, wshub_close_cb close_cb);
 
 /* Number of open connections (HTTP and WebSocket). */
