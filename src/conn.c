@@ -125,12 +125,67 @@ void wshub_conn_timer(wshub_conn_t *c, uint64_t ms) {
     uv_timer_start(&c->timer, conn_on_timer, ms, 0);
 }
 
+/* The server's pool of spare queue arrays: a LIFO list threaded through
+ * the arrays themselves. A connection gives its array back when its queue
+ * drains and takes one when it queues again, so a busy connection does not
+ * regrow its array from nothing every loop turn, and an idle one holds
+ * none. */
+typedef struct conn_spare_s {
+  struct conn_spare_s *next;
+  size_t cap;
+} conn_spare_t;
+
+#define CONN_POOL_BYTES (4u << 20)    /* spare arrays kept, in all */
+#define CONN_POOL_MAX_CAP (16u << 10) /* entries; bigger arrays are freed */
+
+static void conn_wq_give(wshub_conn_t *c) {
+  wshub_server_t *s = c->server;
+  size_t bytes = c->wq_cap * sizeof(*c->wq);
+  if (c->wq_cap < 2 || c->wq_cap > CONN_POOL_MAX_CAP ||
+      s->wq_pool_bytes + bytes > CONN_POOL_BYTES) {
+    free(c->wq);
+  } else {
+    conn_spare_t *sp = (conn_spare_t *)(void *)c->wq;
+    sp->next = s->wq_pool;
+    sp->cap = c->wq_cap;
+    s->wq_pool = sp;
+    s->wq_pool_bytes += bytes;
+  }
+  c->wq = NULL;
+  c->wq_head = c->wq_tail = c->wq_cap = 0;
+}
+
+static void conn_wq_take(wshub_conn_t *c) {
+  wshub_server_t *s = c->server;
+  conn_spare_t *sp = s->wq_pool;
+  if (sp == NULL)
+    return;
+  s->wq_pool = sp->next;
+  c->wq_cap = sp->cap;
+  c->wq = (wshub_wentry_t *)(void *)sp;
+  s->wq_pool_bytes -= c->wq_cap * sizeof(*c->wq);
+}
+
+void wshub_conn_pool_free(wshub_server_t *s) {
+  while (s->wq_pool != NULL) {
+    conn_spare_t *sp = s->wq_pool;
+    s->wq_pool = sp->next;
+    free(sp);
+  }
+  s->wq_pool_bytes = 0;
+}
+
 static int conn_wq_grow(wshub_conn_t *c) {
   if (c->wq_head > 0 && c->wq_head == c->wq_tail && c->wq_writing == 0) {
     c->wq_head = c->wq_tail = 0;
   }
   if (c->wq_tail < c->wq_cap)
     return 0;
+  if (c->wq == NULL) {
+    conn_wq_take(c);
+    if (c->wq_cap > 0)
+      return 0;
+  }
   /* Compact first: entries before wq_head are gone. */
   if (c->wq_head > c->wq_cap / 2) {
     memmove(c->wq, c->wq + c->wq_head,
@@ -274,20 +329,21 @@ static void conn_consume(wshub_conn_t *c, size_t bytes) {
 
 /* The queue is empty: idle connections keep no queue array. */
 static void conn_drained(wshub_conn_t *c) {
-  free(c->wq);
-  c->wq = NULL;
-  c->wq_head = c->wq_tail = c->wq_cap = 0;
+  conn_wq_give(c);
   conn_maybe_shutdown(c);
 }
 
-static size_t conn_iov(const wshub_conn_t *c, uv_buf_t *iov) {
-  size_t n = c->wq_tail - c->wq_head;
+/* The first CONN_MAX_IOV queued entries as an iovec; *bytes: their sum. */
+static size_t conn_iov(const wshub_conn_t *c, uv_buf_t *iov, size_t *bytes) {
+  size_t n = c->wq_tail - c->wq_head, sum = 0;
   if (n > CONN_MAX_IOV)
     n = CONN_MAX_IOV;
   for (size_t i = 0; i < n; i++) {
     const wshub_wentry_t *e = &c->wq[c->wq_head + i];
     iov[i] = uv_buf_init(e->buf->data + e->off, (unsigned)e->len);
+    sum += e->len;
   }
+  *bytes = sum;
   return n;
 }
 
@@ -305,22 +361,31 @@ void wshub_conn_flush(wshub_conn_t *c) {
   /* Most flushes fit in the socket buffer: write them now, with no request
    * and no callback a loop turn later. */
   uv_buf_t iov[CONN_MAX_IOV];
-  size_t n = conn_iov(c, iov);
-  int w = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
-  if (w < 0 && w != UV_EAGAIN) {
-    wshub_conn_close(c);
-    return;
-  }
-  if (w > 0)
-    conn_consume(c, (size_t)w);
-  if (c->wq_head == c->wq_tail) {
-    conn_drained(c);
-    if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
-      c->proto->on_written(c);
-    return;
-  }
-  /* The rest waits for the socket. */
-  n = conn_iov(c, iov);
+  size_t n, offered;
+  int w;
+  do { /* CONN_MAX_IOV entries at a time, until the socket is full */
+    n = conn_iov(c, iov, &offered);
+    w = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+    if (w < 0 && w != UV_EAGAIN) {
+      wshub_conn_close(c);
+      return;
+    }
+    if (w > 0)
+      conn_consume(c, (size_t)w);
+    if (c->wq_head == c->wq_tail) {
+      conn_drained(c);
+      if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
+        c->proto->on_written(c);
+      return;
+    }
+  } while (w > 0 && (size_t)w == offered);
+  /* The socket is full. Only the first entry goes to uv_write, as the
+   * wake-up: libuv copies a request's buffer array and retries the write
+   * at once, both wasted on a full socket. When it completes, the socket
+   * has room and the next flush try_writes the rest in one go. */
+  n = 1;
+  iov[0] = uv_buf_init(c->wq[c->wq_head].buf->data + c->wq[c->wq_head].off,
+                       (unsigned)c->wq[c->wq_head].len);
   c->wreq.data = c;
   c->wq_writing = n;
   wshub_conn_hold(c);

@@ -102,8 +102,10 @@ int wshub_conn_send_buf(wshub_conn_t *c, wshub_buf_t *buf);
 /* Copies p[0..len) into a new buffer and queues it. */
 int wshub_conn_send_copy(wshub_conn_t *c, const void *p, size_t len);
 
-/* Writes every queued buffer now (one uv_write). Called by the server's
- * flush; protocol layers just send. */
+/* Writes the queue now: uv_try_write in batches of up to 256 entries until
+ * the socket is full, then one uv_write of the head entry to be woken when
+ * it has room again. Called by the server's flush; protocol layers just
+ * send. */
 void wshub_conn_flush(wshub_conn_t *c);
 
 /* Finishes writing what is queued, half-closes, reads and discards until
@@ -128,6 +130,9 @@ void wshub_conn_timer(wshub_conn_t *c, uint64_t ms);
 
 void wshub_conn_hold(wshub_conn_t *c);
 void wshub_conn_release(wshub_conn_t *c);
+
+/* Frees the server's spare write-queue arrays (at server teardown). */
+void wshub_conn_pool_free(wshub_server_t *s);
 
 static inline int wshub_conn_is_open(const wshub_conn_t *c) {
   return c->state == WSHUB_CONN_OPEN;

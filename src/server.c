@@ -358,6 +358,7 @@ static void server_free_if_done(wshub_server_t *s) {
   wshub_hub_free(&s->hub);
   wshub_map_free(&s->per_ip);
   wshub_buf_unref(s->ping);
+  wshub_conn_pool_free(s);
   free(s);
 }
 

@@ -31,11 +31,13 @@ struct wshub_server_s {
   wshub_conn_t *conns; /* all open connections */
   size_t nconns;
   wshub_conn_t *dirty; /* connections with unflushed writes */
-  wshub_hub_t hub;     /* WebSocket clients and rooms */
-  wshub_buf_t *ping;   /* the keep-alive ping frame, shared by everyone */
-  wshub_map_t per_ip;  /* remote address → open connection count */
-  int accept_failing;  /* an accept error was logged; quiet until one works */
-  int refusing;        /* a 503 refusal was logged; quiet until one is served */
+  void *wq_pool;       /* spare write-queue arrays (conn.c) */
+  size_t wq_pool_bytes;
+  wshub_hub_t hub;    /* WebSocket clients and rooms */
+  wshub_buf_t *ping;  /* the keep-alive ping frame, shared by everyone */
+  wshub_map_t per_ip; /* remote address → open connection count */
+  int accept_failing; /* an accept error was logged; quiet until one works */
+  int refusing;       /* a 503 refusal was logged; quiet until one is served */
 
   char root[PATH_MAX]; /* realpath of cfg.public_dir, "" if none */
   size_t root_len;
