@@ -9,11 +9,14 @@
  * driven through the bus too, so it changes exactly between the messages a
  * joining client's history covers and the ones it must receive live.
  *
- * Each room message is encoded twice, not once per member: one copy with
- * "own": false shared by every other member, one with "own": true for the
- * sender; each is framed once. The history ring holds the message objects
- * (immutable once stored; jansson's reference counts are atomic) and is
- * serialized per receiver only when a client joins or resumes.
+ * Each room message is serialized once, not once per member, straight to
+ * JSON text (jbuf.c: jansson escapes the text; the sender's member object
+ * and the room's name are cached as JSON), and framed twice: "own": false
+ * for every other member, "own": true for the sender — "own" is the last
+ * field, so the two differ only in their final bytes. The history ring
+ * keeps that text; a joining or resuming client's history array is
+ * spliced together from it, with "own" flipped on the receiver's own
+ * messages.
  */
 #include "chat.h"
 
@@ -27,6 +30,7 @@
 #include "chatbus.h"
 #include "frame.h"
 #include "grow.h"
+#include "jbuf.h"
 #include "map.h"
 #include "request.h"
 #include "utf8.h"
@@ -37,10 +41,22 @@
 
 typedef struct chat_user_s chat_user_t;
 
+/* A message in a room's history ring. */
 typedef struct {
-  char *name; /* also the map key */
+  uint64_t id;
+  char from[24]; /* the sender's client id */
+  char *json;    /* the message object as sent, ending in "\"own\":false}" */
+  size_t len;
+} chat_entry_t;
+
+#define CHAT_OWN_FALSE "false}"
+#define CHAT_OWN_TAIL (sizeof(CHAT_OWN_FALSE) - 1)
+
+typedef struct {
+  char *name;      /* also the map key */
+  char *name_json; /* the name as a JSON string */
   uint64_t last_id;
-  json_t **ring; /* message objects, oldest at `start` */
+  chat_entry_t *ring; /* oldest at `start` */
   size_t start, len;
   chat_user_t **members; /* every member, on every thread */
   size_t n, cap;
@@ -50,8 +66,10 @@ typedef struct {
 } chat_room_t;
 
 struct chat_user_s {
-  char id[24];         /* the client's id, also the users map key */
-  char *nick;          /* heap: most are short, the longest is 128 bytes */
+  char id[24];       /* the client's id, also the users map key */
+  char *nick;        /* heap: most are short, the longest is 128 bytes */
+  char *member_json; /* {"id":…,"nick":…}, made when first needed */
+  size_t member_json_len;
   chat_room_t **rooms; /* join order; grows to CHAT_MAX_ROOMS_PER_CLIENT */
   size_t nrooms, rooms_cap;
   double tokens;     /* rate limit bucket */
@@ -124,10 +142,11 @@ static void chat_room_free(const char *key, void *value, void *arg) {
   const wshub_chat_t *chat = arg;
   chat_room_t *r = value;
   for (size_t i = 0; i < r->len; i++)
-    json_decref(r->ring[(r->start + i) % chat->cfg.history]);
+    free(r->ring[(r->start + i) % chat->cfg.history].json);
   free(r->ring);
   free(r->members);
   free(r->members_json);
+  free(r->name_json);
   free(r->name);
   free(r);
 }
@@ -137,6 +156,7 @@ static void chat_user_free(const char *key, void *value, void *arg) {
   (void)arg;
   chat_user_t *u = value;
   free(u->nick);
+  free(u->member_json);
   free(u->rooms);
   free(u);
 }
@@ -247,6 +267,18 @@ static json_t *chat_member(const chat_user_t *u) {
   return json_pack("{s:s, s:s}", "id", u->id, "nick", u->nick);
 }
 
+/* The user's member object as JSON text (cached until the nick changes);
+ * NULL if out of memory. */
+static const char *chat_member_json(chat_user_t *u) {
+  if (u->member_json == NULL) {
+    json_t *m = chat_member(u);
+    u->member_json = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    u->member_json_len = u->member_json ? strlen(u->member_json) : 0;
+    json_decref(m);
+  }
+  return u->member_json;
+}
+
 /* A server message with the fields every one carries. */
 static json_t *chat_msg(const char *type, const char *text) {
   return json_pack("{s:s, s:s, s:I, s:{s:s}}", "type", type, "text", text,
@@ -304,10 +336,17 @@ static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
   if (r == NULL)
     return NULL;
   r->name = strdup(name);
-  r->ring = calloc(chat->cfg.history ? chat->cfg.history : 1, sizeof(json_t *));
-  if (r->name == NULL || r->ring == NULL ||
+  r->ring = calloc(chat->cfg.history ? chat->cfg.history : 1, sizeof(*r->ring));
+  wshub_jbuf_t nj;
+  wshub_jbuf_init(&nj, 0);
+  wshub_jbuf_str(&nj, name, strlen(name));
+  r->name_json = nj.failed ? NULL : nj.data;
+  if (nj.failed)
+    wshub_jbuf_free(&nj);
+  if (r->name == NULL || r->ring == NULL || r->name_json == NULL ||
       wshub_map_put(&chat->rooms, r->name, r) != 0) {
     free(r->ring);
+    free(r->name_json);
     free(r->name);
     free(r);
     return NULL;
@@ -378,24 +417,35 @@ static const char *chat_members_json(const wshub_chat_t *chat, chat_room_t *r,
   return r->members_json ? r->members_json : "[]";
 }
 
-/* Sends o, with "members" (the cached list) and "member_count" of room r
- * added, to the acting client. */
-static void chat_send_with_members(const chat_ctx_t *x, json_t *o,
-                                   chat_room_t *r) {
-  json_object_set_new(o, "member_count", json_integer((json_int_t)r->n));
+/* Sends o to the acting client with two fields spliced in as JSON text:
+ * `key` (a history array) and, when r is not NULL, "members" (the room's
+ * cached list) with "member_count". */
+static void chat_send_spliced(const chat_ctx_t *x, json_t *o, const char *key,
+                              const wshub_jbuf_t *value, chat_room_t *r) {
+  if (r != NULL)
+    json_object_set_new(o, "member_count", json_integer((json_int_t)r->n));
   char *s = json_dumps(o, JSON_COMPACT);
-  if (s == NULL)
+  if (s == NULL || value->failed) {
+    free(s);
+    chat_error(x, "internal", "Out of memory");
     return;
-  size_t sl = strlen(s), ml;
-  const char *m = chat_members_json(x->chat, r, &ml);
-  /* s is an object: splice the member array in before its closing brace. */
-  uv_buf_t parts[4] = {
+  }
+  size_t sl = strlen(s), ml = 0;
+  const char *m = r != NULL ? chat_members_json(x->chat, r, &ml) : NULL;
+  char name[32];
+  int nl = snprintf(name, sizeof(name), ",\"%s\":", key);
+  /* s is an object: splice the fields in before its closing brace. */
+  uv_buf_t parts[6] = {
       uv_buf_init(s, (unsigned)(sl - 1)),
+      uv_buf_init(name, (unsigned)nl),
+      uv_buf_init(value->data, (unsigned)value->len),
       uv_buf_init((char *)",\"members\":", 11),
       uv_buf_init((char *)m, (unsigned)ml),
       uv_buf_init((char *)"}", 1),
   };
-  wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 4);
+  if (m == NULL)
+    parts[3] = parts[5];
+  wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, m ? 6 : 4);
   free(s);
   if (f != NULL)
     chat_bus_to(x->chat->bus, x->server, x->user->id, f);
@@ -422,52 +472,58 @@ static void chat_presence(const chat_ctx_t *x, chat_room_t *r, const char *type,
   json_decref(o);
 }
 
-static json_t *chat_ring_at(const wshub_chat_t *chat, const chat_room_t *r,
-                            size_t i) {
-  return r->ring[(r->start + i) % chat->cfg.history];
+static const chat_entry_t *chat_ring_at(const wshub_chat_t *chat,
+                                        const chat_room_t *r, size_t i) {
+  return &r->ring[(r->start + i) % chat->cfg.history];
 }
 
-static void chat_ring_push(wshub_chat_t *chat, chat_room_t *r, json_t *msg) {
+/* Stores a message (its text is taken over). */
+static void chat_ring_push(wshub_chat_t *chat, chat_room_t *r, chat_entry_t e) {
   size_t cap = chat->cfg.history;
-  if (cap == 0)
+  if (cap == 0) {
+    free(e.json);
     return;
+  }
   if (r->len == cap) {
-    json_decref(r->ring[r->start]);
-    r->ring[r->start] = json_incref(msg);
+    free(r->ring[r->start].json);
+    r->ring[r->start] = e;
     r->start = (r->start + 1) % cap;
   } else {
-    r->ring[(r->start + r->len) % cap] = json_incref(msg);
+    r->ring[(r->start + r->len) % cap] = e;
     r->len++;
   }
 }
 
-/* Messages with id > after (at most `max`, the newest), with "own" set for
- * the receiving client. */
-static json_t *chat_history(const wshub_chat_t *chat, const chat_room_t *r,
-                            uint64_t after, size_t max, const char *me) {
-  json_t *a = json_array();
-  if (r == NULL)
-    return a;
+/* Appends the JSON array of the messages with id > after (at most `max`,
+ * the newest) to out, "own" set for the receiving client `me`. Returns how
+ * many. */
+static size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
+                           uint64_t after, size_t max, const char *me,
+                           wshub_jbuf_t *out) {
+  size_t n = 0;
+  wshub_jbuf_lit(out, "[");
   size_t first = r->len > max ? r->len - max : 0;
   for (size_t i = first; i < r->len; i++) {
-    json_t *m = chat_ring_at(chat, r, i);
-    if ((uint64_t)json_integer_value(json_object_get(m, "id")) <= after)
+    const chat_entry_t *e = chat_ring_at(chat, r, i);
+    if (e->id <= after)
       continue;
-    json_t *copy = json_copy(m); /* shallow: shares the nested values */
-    const char *from =
-        json_string_value(json_object_get(json_object_get(m, "from"), "id"));
-    json_object_set_new(copy, "own",
-                        json_boolean(from && strcmp(from, me) == 0));
-    json_array_append_new(a, copy);
+    if (n++ > 0)
+      wshub_jbuf_lit(out, ",");
+    if (strcmp(e->from, me) == 0) {
+      wshub_jbuf_raw(out, e->json, e->len - CHAT_OWN_TAIL);
+      wshub_jbuf_lit(out, "true}");
+    } else {
+      wshub_jbuf_raw(out, e->json, e->len);
+    }
   }
-  return a;
+  wshub_jbuf_lit(out, "]");
+  return n;
 }
 
 static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
   if (r->len == 0)
     return r->last_id + 1;
-  return (uint64_t)json_integer_value(
-      json_object_get(chat_ring_at(chat, r, 0), "id"));
+  return chat_ring_at(chat, r, 0)->id;
 }
 
 /* ---- protocol actions (the chat lock is held) ---- */
@@ -527,17 +583,19 @@ static void chat_gap(const chat_ctx_t *x, const chat_room_t *r,
 static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
                         uint64_t after) {
   chat_gap(x, r, after);
-  json_t *h =
-      chat_history(x->chat, r, after, x->chat->cfg.history, x->user->id);
+  wshub_jbuf_t h;
+  wshub_jbuf_init(&h, 0);
+  size_t n =
+      chat_history(x->chat, r, after, x->chat->cfg.history, x->user->id, &h);
   char text[96];
-  snprintf(text, sizeof(text), "%zu missed message%s in %s", json_array_size(h),
-           json_array_size(h) == 1 ? "" : "s", r->name);
+  snprintf(text, sizeof(text), "%zu missed message%s in %s", n,
+           n == 1 ? "" : "s", r->name);
   json_t *o = chat_msg("history", text);
   json_object_set_new(o, "room", json_string(r->name));
   json_object_set_new(o, "after", json_integer((json_int_t)after));
-  json_object_set_new(o, "messages", h);
-  chat_send(x, o);
+  chat_send_spliced(x, o, "messages", &h, NULL);
   json_decref(o);
+  wshub_jbuf_free(&h);
 }
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
@@ -546,14 +604,14 @@ static void chat_joined(const chat_ctx_t *x, chat_room_t *r, int with_history) {
   snprintf(text, sizeof(text), "You joined %s", r->name);
   json_t *o = chat_msg("joined", text);
   json_object_set_new(o, "room", json_string(r->name));
-  json_object_set_new(
-      o, "history",
-      with_history
-          ? chat_history(x->chat, r, 0, CHAT_WELCOME_HISTORY, x->user->id)
-          : json_array());
   json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
-  chat_send_with_members(x, o, r);
+  wshub_jbuf_t h;
+  wshub_jbuf_init(&h, 0);
+  chat_history(x->chat, r, 0, with_history ? CHAT_WELCOME_HISTORY : 0,
+               x->user->id, &h);
+  chat_send_spliced(x, o, "history", &h, r);
   json_decref(o);
+  wshub_jbuf_free(&h);
 }
 
 static int chat_text_ok(const chat_ctx_t *x, size_t len) {
@@ -581,35 +639,52 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
                room ? "You are not in that room" : "Join a room first");
     return;
   }
-  json_t *t = json_stringn(text, len);
-  /* "own" goes last, so the sender's copy is the same bytes with the
-   * final "false}" turned into "true}": one serialization per message. */
-  json_t *o =
-      json_pack("{s:s, s:I, s:s, s:o, s:O, s:I, s:{s:O}, s:b}", "type",
-                "message", "id", (json_int_t)(r->last_id + 1), "room", r->name,
-                "from", chat_member(x->user), "text", t, "timestamp",
-                (json_int_t)chat_now_ms(), "params", "value", t, "own", 0);
-  json_decref(t);
-  if (o == NULL)
-    return;
-  r->last_id++;
-  chat_ring_push(x->chat, r, o); /* immutable from now on */
-  char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
-  size_t jl = js ? strlen(js) : 0;
-  if (jl < 7 || memcmp(js + jl - 7, ":false}", 7) != 0) {
-    free(js); /* cannot happen with JSON_PRESERVE_ORDER */
+  const char *from = chat_member_json(x->user);
+  if (from == NULL) {
+    chat_error(x, "internal", "Out of memory");
     return;
   }
-  wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, js, jl);
-  uv_buf_t parts[2] = {uv_buf_init(js, (unsigned)(jl - 6)),
+  /* The message object of docs/PROTOCOL.md, field by field; "own" goes
+   * last so that the sender's copy differs only in its final bytes. */
+  wshub_jbuf_t j;
+  wshub_jbuf_init(&j, 2 * len + 192 + x->user->member_json_len);
+  wshub_jbuf_lit(&j, "{\"type\":\"message\",\"id\":");
+  wshub_jbuf_int(&j, (int64_t)(r->last_id + 1));
+  wshub_jbuf_lit(&j, ",\"room\":");
+  wshub_jbuf_raw(&j, r->name_json, strlen(r->name_json));
+  wshub_jbuf_lit(&j, ",\"from\":");
+  wshub_jbuf_raw(&j, from, x->user->member_json_len);
+  wshub_jbuf_lit(&j, ",\"text\":");
+  size_t t0 = j.len;
+  wshub_jbuf_str(&j, text, len);
+  size_t tl = j.len - t0;
+  wshub_jbuf_lit(&j, ",\"timestamp\":");
+  wshub_jbuf_int(&j, chat_now_ms());
+  wshub_jbuf_lit(&j, ",\"params\":{\"value\":");
+  wshub_jbuf_again(&j, t0, tl);
+  wshub_jbuf_lit(&j, "},\"own\":" CHAT_OWN_FALSE);
+  if (j.failed) {
+    wshub_jbuf_free(&j);
+    chat_error(x, "internal", "Could not send the message");
+    return;
+  }
+  wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, j.data, j.len);
+  uv_buf_t parts[2] = {uv_buf_init(j.data, (unsigned)(j.len - CHAT_OWN_TAIL)),
                        uv_buf_init((char *)"true}", 5)};
   wshub_buf_t *mine = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 2);
-  free(js);
-  if (others != NULL)
-    chat_bus_room(x->chat->bus, x->server, r->name, others, x->user->id);
-  if (mine != NULL)
-    chat_bus_to(x->chat->bus, x->server, x->user->id, mine);
+  if (others == NULL || mine == NULL) {
+    wshub_buf_unref(others);
+    wshub_buf_unref(mine);
+    wshub_jbuf_free(&j);
+    chat_error(x, "internal", "Could not send the message");
+    return;
+  }
+  r->last_id++;
+  chat_entry_t e = {.id = r->last_id, .json = j.data, .len = j.len};
+  snprintf(e.from, sizeof(e.from), "%s", x->user->id);
+  chat_ring_push(x->chat, r, e); /* takes j.data */
+  chat_bus_room(x->chat->bus, x->server, r->name, others, x->user->id);
+  chat_bus_to(x->chat->bus, x->server, x->user->id, mine);
   wshub_buf_unref(others);
   wshub_buf_unref(mine);
 }
@@ -647,6 +722,8 @@ static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
   }
   char *old = u->nick;
   u->nick = fresh;
+  free(u->member_json);
+  u->member_json = NULL;
   for (size_t i = 0; i < u->nrooms; i++)
     chat_members_stale(u->rooms[i]);
   char text[300];
@@ -907,13 +984,14 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
     json_object_set_new(o, "nick", json_string(u->nick));
     json_object_set_new(o, "room", json_string(room));
     json_object_set_new(o, "rooms", json_pack("[s]", room));
-    json_object_set_new(
-        o, "history",
-        chat_history(chat, r, resume ? after : 0,
-                     resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id));
     json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
-    chat_send_with_members(&x, o, r);
+    wshub_jbuf_t h;
+    wshub_jbuf_init(&h, 0);
+    chat_history(chat, r, resume ? after : 0,
+                 resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id, &h);
+    chat_send_spliced(&x, o, "history", &h, r);
     json_decref(o);
+    wshub_jbuf_free(&h);
     if (resume)
       chat_gap(&x, r, after);
   }

@@ -135,7 +135,9 @@ test('SIGTERM with an idle keep-alive connection open → connection closed, exi
 });
 
 // Tries to connect until a connection is refused; true if that happens
-// within ms.
+// within ms. A reset during connect counts as a refusal too: a SYN that
+// races the closing of one of the SO_REUSEPORT listeners (one per thread)
+// is answered with RST instead of the later ECONNREFUSED.
 async function refusedWithin(port, ms) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -143,7 +145,7 @@ async function refusedWithin(port, ms) {
       const c = await Conn.open(port);
       c.destroy();
     } catch (e) {
-      if (e.code === 'ECONNREFUSED') return true;
+      if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET') return true;
       throw e;
     }
     await sleep(50);
