@@ -135,13 +135,14 @@ typedef struct conn_spare_s {
   size_t cap;
 } conn_spare_t;
 
-#define CONN_POOL_BYTES (4u << 20)    /* spare arrays kept, in all */
+#define CONN_POOL_BYTES (1u << 20)    /* spare arrays kept, in all */
+#define CONN_POOL_MIN_CAP 32          /* entries; smaller ones cost nothing */
 #define CONN_POOL_MAX_CAP (16u << 10) /* entries; bigger arrays are freed */
 
 static void conn_wq_give(wshub_conn_t *c) {
   wshub_server_t *s = c->server;
   size_t bytes = c->wq_cap * sizeof(*c->wq);
-  if (c->wq_cap < 2 || c->wq_cap > CONN_POOL_MAX_CAP ||
+  if (c->wq_cap < CONN_POOL_MIN_CAP || c->wq_cap > CONN_POOL_MAX_CAP ||
       s->wq_pool_bytes + bytes > CONN_POOL_BYTES) {
     free(c->wq);
   } else {

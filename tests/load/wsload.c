@@ -567,9 +567,13 @@ static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
   const char *p = data;
   const char *end = data + len;
   while (p < end) {
-    const char *m = memmem(p, (size_t)(end - p), "wsl:", 4);
+    const char *m = memchr(p, 'w', (size_t)(end - p));
     if (!m)
       return;
+    if ((size_t)(end - m) < 4 || memcmp(m, "wsl:", 4) != 0) {
+      p = m + 1;
+      continue;
+    }
     p = m + 4;
     if ((size_t)(end - p) < 9 || memcmp(p, ctx->run_id, 8) != 0 || p[8] != ':')
       continue;
