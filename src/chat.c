@@ -27,71 +27,15 @@
 #include <string.h>
 #include <uv.h>
 
+#include "chat_priv.h"
 #include "chatbus.h"
 #include "frame.h"
 #include "grow.h"
+#include "hub.h"
 #include "jbuf.h"
 #include "map.h"
 #include "request.h"
 #include "utf8.h"
-
-#define CHAT_MAX_ROOMS_PER_CLIENT 16
-#define CHAT_WELCOME_HISTORY 50
-#define CHAT_NICK_BYTES (32 * 4 + 1)
-
-typedef struct chat_user_s chat_user_t;
-
-/* A message in a room's history ring. */
-typedef struct {
-  uint64_t id;
-  char from[24]; /* the sender's client id */
-  char *json;    /* the message object as sent, ending in "\"own\":false}" */
-  size_t len;
-} chat_entry_t;
-
-#define CHAT_OWN_FALSE "false}"
-#define CHAT_OWN_TAIL (sizeof(CHAT_OWN_FALSE) - 1)
-
-typedef struct {
-  char *name;      /* also the map key */
-  char *name_json; /* the name as a JSON string */
-  uint64_t last_id;
-  chat_entry_t *ring; /* oldest at `start` */
-  size_t start, len;
-  chat_user_t **members; /* every member, on every thread */
-  size_t n, cap;
-  char *members_json; /* cached JSON array of the first presence_limit
-                         members, NULL when stale */
-  size_t members_json_len;
-} chat_room_t;
-
-struct chat_user_s {
-  char id[24];       /* the client's id, also the users map key */
-  char *nick;        /* heap: most are short, the longest is 128 bytes */
-  char *member_json; /* {"id":…,"nick":…}, made when first needed */
-  size_t member_json_len;
-  chat_room_t **rooms; /* join order; grows to CHAT_MAX_ROOMS_PER_CLIENT */
-  size_t nrooms, rooms_cap;
-  double tokens;     /* rate limit bucket */
-  uint64_t refilled; /* uv_hrtime() of the last refill */
-  unsigned refused;  /* messages refused in a row */
-};
-
-struct wshub_chat_s {
-  wshub_chat_config_t cfg;
-  uv_mutex_t lock;   /* everything below */
-  wshub_map_t rooms; /* name → chat_room_t */
-  wshub_map_t users; /* client id → chat_user_t */
-  chat_bus_t *bus;
-};
-
-/* The state one callback works with. */
-typedef struct {
-  wshub_chat_t *chat;
-  wshub_server_t *server;
-  wshub_client_t *client;
-  chat_user_t *user;
-} chat_ctx_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->max_text = 4000;
@@ -100,6 +44,7 @@ void wshub_chat_config_init(wshub_chat_config_t *cfg) {
   cfg->presence_limit = 100;
   cfg->rate = 100;
   cfg->burst = 0; /* 2 × rate */
+  cfg->session_timeout_ms = 60000;
 }
 
 wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
@@ -118,6 +63,7 @@ wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
   uv_mutex_init(&chat->lock);
   wshub_map_init(&chat->rooms);
   wshub_map_init(&chat->users);
+  wshub_map_init(&chat->sessions);
   return chat;
 }
 
@@ -147,17 +93,20 @@ static void chat_room_free(const char *key, void *value, void *arg) {
   free(r->members);
   free(r->members_json);
   free(r->name_json);
+  free(r->polls);
   free(r->name);
   free(r);
 }
 
-static void chat_user_free(const char *key, void *value, void *arg) {
+void chat_user_free(const char *key, void *value, void *arg) {
   (void)key;
   (void)arg;
   chat_user_t *u = value;
   free(u->nick);
   free(u->member_json);
   free(u->rooms);
+  free(u->token);
+  free(u->streams);
   free(u);
 }
 
@@ -167,6 +116,7 @@ void wshub_chat_free(wshub_chat_t *chat) {
   wshub_map_foreach(&chat->rooms, chat_room_free, chat);
   wshub_map_free(&chat->rooms);
   wshub_map_foreach(&chat->users, chat_user_free, NULL);
+  wshub_map_free(&chat->sessions);
   wshub_map_free(&chat->users);
   chat_bus_free(chat->bus);
   uv_mutex_destroy(&chat->lock);
@@ -280,7 +230,7 @@ static const char *chat_member_json(chat_user_t *u) {
 }
 
 /* A server message with the fields every one carries. */
-static json_t *chat_msg(const char *type, const char *text) {
+json_t *chat_msg(const char *type, const char *text) {
   return json_pack("{s:s, s:s, s:I, s:{s:s}}", "type", type, "text", text,
                    "timestamp", (json_int_t)chat_now_ms(), "params", "value",
                    text);
@@ -296,16 +246,31 @@ static wshub_buf_t *chat_frame(const json_t *o) {
   return f;
 }
 
-/* To one client (the actor or a direct message's target), by id. */
-static void chat_send_to(const chat_ctx_t *x, const char *id, const json_t *o) {
+/* A frame for user u: to its WebSocket, or to the event streams of an HTTP
+ * session — those of `room`, or all of them when room is NULL. */
+static void chat_deliver(const chat_ctx_t *x, const chat_user_t *u,
+                         wshub_buf_t *f, const char *room) {
+  if (u->token == NULL) {
+    chat_bus_to(x->chat->bus, x->server, u->id, f);
+    return;
+  }
+  for (size_t i = 0; i < u->nstreams; i++)
+    if (room == NULL || strcmp(u->streams[i].room, room) == 0)
+      chat_bus_to(x->chat->bus, x->server, u->streams[i].id, f);
+}
+
+/* To user u (the actor or a direct message's target); `room` is the room
+ * the message is about, NULL for none. */
+static void chat_send_to(const chat_ctx_t *x, const chat_user_t *u,
+                         const json_t *o, const char *room) {
   wshub_buf_t *f = chat_frame(o);
   if (f != NULL)
-    chat_bus_to(x->chat->bus, x->server, id, f);
+    chat_deliver(x, u, f, room);
   wshub_buf_unref(f);
 }
 
-static void chat_send(const chat_ctx_t *x, const json_t *o) {
-  chat_send_to(x, x->user->id, o);
+static void chat_send(const chat_ctx_t *x, const json_t *o, const char *room) {
+  chat_send_to(x, x->user, o, room);
 }
 
 /* To every member of room except `except` (an id, or NULL). */
@@ -317,18 +282,23 @@ static void chat_send_room(const chat_ctx_t *x, const char *room,
   wshub_buf_unref(f);
 }
 
-static void chat_error(const chat_ctx_t *x, const char *code,
-                       const char *text) {
+void chat_error(const chat_ctx_t *x, const char *code, const char *text) {
+  if (x->cap != NULL) { /* an HTTP request: its answer says it */
+    if (x->cap->code == NULL) {
+      x->cap->code = code;
+      snprintf(x->cap->text, sizeof(x->cap->text), "%s", text);
+    }
+    return;
+  }
   json_t *o = chat_msg("error", text);
   json_object_set_new(o, "code", json_string(code));
-  chat_send(x, o);
+  chat_send(x, o, NULL);
   json_decref(o);
 }
 
 /* ---- rooms, membership, history ---- */
 
-static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
-                              int create) {
+chat_room_t *chat_room(wshub_chat_t *chat, const char *name, int create) {
   chat_room_t *r = wshub_map_get(&chat->rooms, name);
   if (r != NULL || !create || chat->rooms.count >= chat->cfg.max_rooms)
     return r;
@@ -354,7 +324,7 @@ static chat_room_t *chat_room(wshub_chat_t *chat, const char *name,
   return r;
 }
 
-static ssize_t chat_user_room(const chat_user_t *u, const chat_room_t *r) {
+ssize_t chat_user_room(const chat_user_t *u, const chat_room_t *r) {
   for (size_t i = 0; i < u->nrooms; i++)
     if (u->rooms[i] == r)
       return (ssize_t)i;
@@ -417,11 +387,12 @@ static const char *chat_members_json(const wshub_chat_t *chat, chat_room_t *r,
   return r->members_json ? r->members_json : "[]";
 }
 
-/* Sends o to the acting client with two fields spliced in as JSON text:
- * `key` (a history array) and, when r is not NULL, "members" (the room's
- * cached list) with "member_count". */
+/* Sends o, about `room`, to the acting client (or to the client `to`) with
+ * two fields spliced in as JSON text: `key` (a history array) and, when r
+ * is not NULL, "members" (r's cached list) with "member_count". */
 static void chat_send_spliced(const chat_ctx_t *x, json_t *o, const char *key,
-                              const wshub_jbuf_t *value, chat_room_t *r) {
+                              const wshub_jbuf_t *value, chat_room_t *r,
+                              const char *room, const char *to) {
   if (r != NULL)
     json_object_set_new(o, "member_count", json_integer((json_int_t)r->n));
   char *s = json_dumps(o, JSON_COMPACT);
@@ -447,8 +418,10 @@ static void chat_send_spliced(const chat_ctx_t *x, json_t *o, const char *key,
     parts[3] = parts[5];
   wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, m ? 6 : 4);
   free(s);
-  if (f != NULL)
-    chat_bus_to(x->chat->bus, x->server, x->user->id, f);
+  if (f != NULL && to != NULL)
+    chat_bus_to(x->chat->bus, x->server, to, f);
+  else if (f != NULL)
+    chat_deliver(x, x->user, f, room);
   wshub_buf_unref(f);
 }
 
@@ -497,9 +470,9 @@ static void chat_ring_push(wshub_chat_t *chat, chat_room_t *r, chat_entry_t e) {
 /* Appends the JSON array of the messages with id > after (at most `max`,
  * the newest) to out, "own" set for the receiving client `me`. Returns how
  * many. */
-static size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
-                           uint64_t after, size_t max, const char *me,
-                           wshub_jbuf_t *out) {
+size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
+                    uint64_t after, size_t max, const char *me,
+                    wshub_jbuf_t *out) {
   size_t n = 0;
   wshub_jbuf_lit(out, "[");
   size_t first = r->len > max ? r->len - max : 0;
@@ -530,7 +503,7 @@ static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
 
 /* Joins `room`, telling the others. Returns the room, or sends an error
  * and returns NULL. */
-static chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
+chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
   chat_user_t *u = x->user;
   chat_room_t *r = chat_room(x->chat, room, 0);
   if (r != NULL && chat_user_room(u, r) >= 0)
@@ -547,21 +520,27 @@ static chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
     chat_error(x, "internal", "Could not join the room");
     return NULL;
   }
-  chat_bus_join(x->chat->bus, x->server, u->id, room);
+  /* An HTTP session's streams join their rooms themselves (chathttp.c). */
+  if (u->token == NULL)
+    chat_bus_join(x->chat->bus, x->server, u->id, room);
   chat_presence(x, r, "join", "joined");
   return r;
 }
 
 static void chat_exit(const chat_ctx_t *x, chat_room_t *r, int live) {
+  chat_user_t *u = x->user;
   chat_presence(x, r, "leave", "left");
-  chat_member_remove(x->chat, r, x->user);
-  if (live)
-    chat_bus_leave(x->chat->bus, x->server, x->user->id, r->name);
+  chat_member_remove(x->chat, r, u);
+  if (live && u->token == NULL)
+    chat_bus_leave(x->chat->bus, x->server, u->id, r->name);
+  for (size_t i = 0; i < u->nstreams; i++) /* its streams of r go quiet */
+    if (strcmp(u->streams[i].room, r->name) == 0)
+      chat_bus_leave(x->chat->bus, x->server, u->streams[i].id, r->name);
 }
 
 /* Sends `gap` if the ring no longer holds every message after `after`. */
-static void chat_gap(const chat_ctx_t *x, const chat_room_t *r,
-                     uint64_t after) {
+static void chat_gap(const chat_ctx_t *x, const chat_room_t *r, uint64_t after,
+                     const char *to) {
   if (r == NULL)
     return;
   uint64_t oldest = chat_oldest(x->chat, r);
@@ -575,14 +554,19 @@ static void chat_gap(const chat_ctx_t *x, const chat_room_t *r,
   json_object_set_new(g, "room", json_string(r->name));
   json_object_set_new(g, "after", json_integer((json_int_t)after));
   json_object_set_new(g, "oldest", json_integer((json_int_t)oldest));
-  chat_send(x, g);
+  wshub_buf_t *f = chat_frame(g);
+  if (f != NULL && to != NULL)
+    chat_bus_to(x->chat->bus, x->server, to, f);
+  else if (f != NULL)
+    chat_deliver(x, x->user, f, r->name);
+  wshub_buf_unref(f);
   json_decref(g);
 }
 
 /* Sends `history` (preceded by `gap` when the ring lost some) for room. */
 static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
                         uint64_t after) {
-  chat_gap(x, r, after);
+  chat_gap(x, r, after, NULL);
   wshub_jbuf_t h;
   wshub_jbuf_init(&h, 0);
   size_t n =
@@ -593,7 +577,7 @@ static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
   json_t *o = chat_msg("history", text);
   json_object_set_new(o, "room", json_string(r->name));
   json_object_set_new(o, "after", json_integer((json_int_t)after));
-  chat_send_spliced(x, o, "messages", &h, NULL);
+  chat_send_spliced(x, o, "messages", &h, NULL, r->name, NULL);
   json_decref(o);
   wshub_jbuf_free(&h);
 }
@@ -609,7 +593,7 @@ static void chat_joined(const chat_ctx_t *x, chat_room_t *r, int with_history) {
   wshub_jbuf_init(&h, 0);
   chat_history(x->chat, r, 0, with_history ? CHAT_WELCOME_HISTORY : 0,
                x->user->id, &h);
-  chat_send_spliced(x, o, "history", &h, r);
+  chat_send_spliced(x, o, "history", &h, r, r->name, NULL);
   json_decref(o);
   wshub_jbuf_free(&h);
 }
@@ -683,8 +667,19 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
   chat_entry_t e = {.id = r->last_id, .json = j.data, .len = j.len};
   snprintf(e.from, sizeof(e.from), "%s", x->user->id);
   chat_ring_push(x->chat, r, e); /* takes j.data */
+  if (x->cap != NULL)
+    x->cap->id = r->last_id;
   chat_bus_room(x->chat->bus, x->server, r->name, others, x->user->id);
-  chat_bus_to(x->chat->bus, x->server, x->user->id, mine);
+  chat_deliver(x, x->user, mine, r->name);
+  /* Held polls of the room (chathttp.c) wake with this message. */
+  for (size_t i = 0; i < r->npolls; i++) {
+    chat_poll_ref_t *p = &r->polls[i];
+    chat_bus_to(x->chat->bus, x->server, p->id,
+                p->owner == x->user->number ? mine : others);
+    if (--p->user->nholds == 0)
+      p->user->idle_since = uv_hrtime();
+  }
+  r->npolls = 0;
   wshub_buf_unref(others);
   wshub_buf_unref(mine);
 }
@@ -707,9 +702,9 @@ static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,
   if (o == NULL)
     return;
   if (peer != x->user)
-    chat_send_to(x, peer->id, o);
+    chat_send_to(x, peer, o, NULL);
   json_object_set_new(o, "own", json_true());
-  chat_send(x, o);
+  chat_send(x, o, NULL);
   json_decref(o);
 }
 
@@ -731,7 +726,7 @@ static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
   json_t *o = chat_msg("nick", text);
   json_object_set_new(o, "member", chat_member(u));
   json_object_set_new(o, "old", json_string(old));
-  chat_send(x, o);
+  chat_send(x, o, NULL);
   for (size_t i = 0; i < u->nrooms; i++) {
     chat_room_t *r = u->rooms[i];
     if (!chat_announces(x->chat, r))
@@ -771,7 +766,7 @@ static const char *chat_room_arg(const chat_ctx_t *x, const json_t *o) {
 static const char chat_bad_nick_text[] =
     "Nicknames are 1-32 characters, no control characters, not all blank";
 
-static void chat_on_json(const chat_ctx_t *x, const json_t *o) {
+void chat_on_json(const chat_ctx_t *x, const json_t *o) {
   const char *type = chat_str(o, "type", NULL);
   const char *room;
   size_t len;
@@ -826,7 +821,7 @@ static void chat_on_json(const chat_ctx_t *x, const json_t *o) {
     snprintf(text, sizeof(text), "You left %s", r->name);
     json_t *m = chat_msg("left", text);
     json_object_set_new(m, "room", json_string(r->name));
-    chat_send(x, m);
+    chat_send(x, m, r->name);
     json_decref(m);
   } else if (strcmp(type, "nick") == 0) {
     const char *nick = chat_str(o, "name", &len);
@@ -864,7 +859,7 @@ static void chat_on_json(const chat_ctx_t *x, const json_t *o) {
 /* Token bucket: 1 if this message may go on. Over the limit the message
  * is refused with one `rate_limited` error; a client that goes on sending
  * a bucket's worth while refused is closed with 1008. */
-static int chat_rate_ok(const chat_ctx_t *x) {
+int chat_rate_ok(const chat_ctx_t *x) {
   const wshub_chat_config_t *cfg = &x->chat->cfg;
   if (cfg->rate <= 0)
     return 1;
@@ -886,13 +881,14 @@ static int chat_rate_ok(const chat_ctx_t *x) {
              cfg->rate);
     chat_error(x, "rate_limited", why);
   } else if (u->refused > burst) {
-    wshub_client_close(x->client, 1008, "rate limit exceeded");
+    if (x->client != NULL) /* an HTTP session just gets 429s */
+      wshub_client_close(x->client, 1008, "rate limit exceeded");
   }
   return 0;
 }
 
 static chat_ctx_t chat_ctx(wshub_chat_t *chat, wshub_client_t *c) {
-  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c)};
+  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c), NULL};
   return x;
 }
 
@@ -912,6 +908,7 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
   if (is_json) /* parse before taking the lock */
     o = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
   uv_mutex_lock(&chat->lock);
+  chat_http_sweep(&x);
   if (!chat_rate_ok(&x)) {
     /* refused */
   } else if (binary) {
@@ -929,17 +926,65 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
   json_decref(o);
 }
 
+chat_user_t *chat_user_new(const wshub_chat_t *chat, const char *id,
+                           const char *nick) {
+  chat_user_t *u = calloc(1, sizeof(*u));
+  if (u == NULL)
+    return NULL;
+  snprintf(u->id, sizeof(u->id), "%s", id);
+  u->number = wshub_hub_id_number(id);
+  char guest[32];
+  snprintf(guest, sizeof(guest), "guest-%s", u->id + 1);
+  u->nick = strdup(nick != NULL ? nick : guest);
+  if (u->nick == NULL) {
+    free(u);
+    return NULL;
+  }
+  u->tokens = chat->cfg.burst > 0 ? chat->cfg.burst : 2 * chat->cfg.rate;
+  u->refilled = uv_hrtime();
+  return u;
+}
+
+void chat_welcome(const chat_ctx_t *x, chat_room_t *r, int resume,
+                  uint64_t after, const char *to) {
+  const wshub_chat_t *chat = x->chat;
+  chat_user_t *u = x->user;
+  char text[300];
+  snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
+           r->name);
+  json_t *o = chat_msg("welcome", text);
+  json_object_set_new(o, "id", json_string(u->id));
+  json_object_set_new(o, "nick", json_string(u->nick));
+  json_object_set_new(o, "room", json_string(r->name));
+  json_t *rooms = json_array();
+  for (size_t i = 0; i < u->nrooms; i++)
+    json_array_append_new(rooms, json_string(u->rooms[i]->name));
+  json_object_set_new(o, "rooms", rooms);
+  json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
+  wshub_jbuf_t h;
+  wshub_jbuf_init(&h, 0);
+  chat_history(chat, r, resume ? after : 0,
+               resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id, &h);
+  chat_send_spliced(x, o, "history", &h, r, r->name, to);
+  json_decref(o);
+  wshub_jbuf_free(&h);
+  if (resume)
+    chat_gap(x, r, after, to);
+}
+
+void chat_user_gone(const chat_ctx_t *x) {
+  chat_user_t *u = x->user;
+  while (u->nrooms > 0)
+    chat_exit(x, u->rooms[0], 0);
+  wshub_map_del(&x->chat->users, u->id);
+  if (u->token != NULL)
+    wshub_map_del(&x->chat->sessions, u->token);
+  chat_user_free(NULL, u, NULL);
+}
+
 static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
                         void *user) {
   wshub_chat_t *chat = user;
-  chat_user_t *u = calloc(1, sizeof(*u));
-  if (u == NULL)
-    return 503;
-  snprintf(u->id, sizeof(u->id), "%s", wshub_client_id(c));
-  char guest[32];
-  snprintf(guest, sizeof(guest), "guest-%s", u->id + 1);
-  u->tokens = chat->cfg.burst > 0 ? chat->cfg.burst : 2 * chat->cfg.rate;
-  u->refilled = uv_hrtime();
 
   char room[80], nick[CHAT_NICK_BYTES], after_s[24];
   int rl = wshub_chat_query_param(req->target, req->target_len, "room", room,
@@ -955,11 +1000,10 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   int good_nick = nl >= 0 && wshub_chat_nick_valid(nick, (size_t)nl);
   if (nl >= 0 && !good_nick)
     bad_nick = 1;
-  u->nick = strdup(good_nick ? nick : guest);
-  if (u->nick == NULL) {
-    free(u);
+  chat_user_t *u =
+      chat_user_new(chat, wshub_client_id(c), good_nick ? nick : NULL);
+  if (u == NULL)
     return 503;
-  }
   int al = wshub_chat_query_param(req->target, req->target_len, "after",
                                   after_s, sizeof(after_s));
   char *end = NULL;
@@ -975,26 +1019,8 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   wshub_client_set_data(c, u);
   chat_ctx_t x = chat_ctx(chat, c);
   chat_room_t *r = chat_enter(&x, room);
-  if (r != NULL) {
-    char text[300];
-    snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
-             room);
-    json_t *o = chat_msg("welcome", text);
-    json_object_set_new(o, "id", json_string(u->id));
-    json_object_set_new(o, "nick", json_string(u->nick));
-    json_object_set_new(o, "room", json_string(room));
-    json_object_set_new(o, "rooms", json_pack("[s]", room));
-    json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
-    wshub_jbuf_t h;
-    wshub_jbuf_init(&h, 0);
-    chat_history(chat, r, resume ? after : 0,
-                 resume ? chat->cfg.history : CHAT_WELCOME_HISTORY, u->id, &h);
-    chat_send_spliced(&x, o, "history", &h, r);
-    json_decref(o);
-    wshub_jbuf_free(&h);
-    if (resume)
-      chat_gap(&x, r, after);
-  }
+  if (r != NULL)
+    chat_welcome(&x, r, resume, after, NULL);
   if (bad_room)
     chat_error(&x, "bad_room",
                "Room names are 1-64 characters of A-Z a-z 0-9 . _ -");
@@ -1013,15 +1039,13 @@ static void chat_on_close(wshub_client_t *c, int code, const char *reason,
   if (x.user == NULL)
     return;
   uv_mutex_lock(&chat->lock);
-  while (x.user->nrooms > 0)
-    chat_exit(&x, x.user->rooms[0], 0);
-  wshub_map_del(&chat->users, x.user->id);
+  chat_user_gone(&x);
   uv_mutex_unlock(&chat->lock);
-  chat_user_free(NULL, x.user, NULL);
   wshub_client_set_data(c, NULL);
 }
 
 void wshub_chat_install(wshub_chat_t *chat, wshub_config_t *cfg) {
+  chat_http_install(chat, cfg); /* keeps the host's on_request and user */
   cfg->on_open = chat_on_open;
   cfg->on_message = chat_on_message;
   cfg->on_close = chat_on_close;

@@ -70,11 +70,13 @@ unsigned chat_bus_thread_of(const chat_bus_t *bus, const char *id) {
 
 /* Runs one item on the server of the thread it was queued for. */
 static void bus_run(wshub_server_t *s, const bus_item_t *it) {
+  if (it->kind == BUS_ROOM) {
+    wshub_hub_room_send_frame(s, it->room, it->frame,
+                              wshub_hub_id_number(it->id));
+    return;
+  }
   wshub_client_t *c = it->id[0] ? wshub_client_find(s, it->id) : NULL;
   switch (it->kind) {
-  case BUS_ROOM:
-    wshub_hub_room_send_frame(s, it->room, it->frame, c);
-    break;
   case BUS_TO:
     if (c != NULL)
       wshub_hub_send_frame(c, it->frame);

@@ -54,6 +54,12 @@ struct wshub_http_s {
   uint8_t closing;   /* last response: Connection: close */
   uint8_t in_hook;   /* inside the application's on_request */
   uint8_t responded; /* wshub_respond() answered this request */
+  uint8_t held;      /* wshub_http_hold(): answered later, or a stream */
+  uint8_t streaming; /* wshub_http_stream_start() sent the head */
+
+  const wshub_http_hold_cb_t *hold_cb; /* while held */
+  void *hold_arg;
+  uint64_t heartbeat_ms; /* streams: ": ping" comment interval */
 };
 
 static const llhttp_settings_t *http_settings(void);
@@ -64,6 +70,8 @@ const char *wshub_http_reason(int status) {
     return "Switching Protocols";
   case 200:
     return "OK";
+  case 202:
+    return "Accepted";
   case 204:
     return "No Content";
   case 304:
@@ -76,6 +84,10 @@ const char *wshub_http_reason(int status) {
     return "Not Found";
   case 405:
     return "Method Not Allowed";
+  case 415:
+    return "Unsupported Media Type";
+  case 429:
+    return "Too Many Requests";
   case 408:
     return "Request Timeout";
   case 413:
@@ -315,23 +327,117 @@ void wshub_http_error(wshub_http_t *h, int status, const char *detail,
 
 static void http_drive(wshub_http_t *h);
 
+/* "Content-Type: …\r\n" + headers into extra[size]. */
+static int http_extra(char *extra, size_t size, const char *content_type,
+                      const char *headers) {
+  int n =
+      snprintf(extra, size, "%s%s%s%s", content_type ? "Content-Type: " : "",
+               content_type ? content_type : "", content_type ? "\r\n" : "",
+               headers ? headers : "");
+  return n < 0 || (size_t)n >= size ? UV_E2BIG : 0;
+}
+
+/* A whole response: head, body, then the next request. */
+static int http_answer(wshub_http_t *h, int status, const char *content_type,
+                       const char *headers, const void *body, size_t len) {
+  char extra[1024];
+  int r = http_extra(extra, sizeof(extra), content_type, headers);
+  if (r != 0) {
+    wshub_http_error(h, 500, "response headers too long", 1, NULL);
+    return r;
+  }
+  r = wshub_http_send_head(h, status, extra, len);
+  if (r == 0 && len > 0 && !h->is_head)
+    r = wshub_conn_send_copy(h->conn, body, len);
+  wshub_http_finish(h);
+  return r;
+}
+
 int wshub_respond(wshub_response_t *h, int status, const char *content_type,
                   const char *headers, const void *body, size_t len) {
   if (!h->in_hook || h->responded || status < 100 || status > 599)
     return UV_EINVAL;
   h->responded = 1;
+  return http_answer(h, status, content_type, headers, body, len);
+}
+
+const wshub_request_t *wshub_http_request(const wshub_http_t *h) {
+  return &h->req;
+}
+
+int wshub_http_hold(wshub_http_t *h, const wshub_http_hold_cb_t *cb, void *arg,
+                    uint64_t timeout_ms) {
+  if (!h->in_hook || h->responded)
+    return UV_EINVAL;
+  h->responded = 1;
+  h->held = 1;
+  h->hold_cb = cb;
+  h->hold_arg = arg;
+  /* Read on, to see the peer go; what it pipelines waits, bounded. */
+  wshub_conn_read_start(h->conn);
+  wshub_conn_timer(h->conn, timeout_ms);
+  return 0;
+}
+
+/* The holder is done with h: no callbacks from now on. */
+static void http_unhold(wshub_http_t *h) {
+  h->held = 0;
+  h->hold_cb = NULL;
+  h->hold_arg = NULL;
+}
+
+int wshub_http_held_respond(wshub_http_t *h, int status,
+                            const char *content_type, const char *headers,
+                            const void *body, size_t len) {
+  if (!h->held || h->streaming)
+    return UV_EINVAL;
+  http_unhold(h);
+  wshub_conn_read_stop(h->conn);
+  return http_answer(h, status, content_type, headers, body, len);
+}
+
+int wshub_http_stream_start(wshub_http_t *h, int status,
+                            const char *content_type, const char *headers,
+                            uint64_t heartbeat_ms) {
+  if (!h->held || h->streaming)
+    return UV_EINVAL;
   char extra[1024];
-  int n = snprintf(extra, sizeof(extra), "%s%s%s%s",
-                   content_type ? "Content-Type: " : "",
-                   content_type ? content_type : "", content_type ? "\r\n" : "",
-                   headers ? headers : "");
-  if (n < 0 || (size_t)n >= sizeof(extra))
-    return UV_E2BIG;
-  int r = wshub_http_send_head(h, status, extra, len);
-  if (r == 0 && len > 0 && !h->is_head)
-    r = wshub_conn_send_copy(h->conn, body, len);
-  wshub_http_finish(h);
-  return r;
+  int r = http_extra(extra, sizeof(extra), content_type, headers);
+  if (r != 0)
+    return r;
+  wshub_server_t *s = http_server(h);
+  /* The body ends with the connection: no length, no keep-alive. */
+  h->keep_alive = 0;
+  h->closing = 1;
+  wshub_buf_t *b = wshub_buf_printf(
+      "HTTP/1.1 %d %s\r\nServer: wshub/" WSHUB_VERSION
+      "\r\nDate: %s\r\nConnection: close\r\n%s\r\n",
+      status, wshub_http_reason(status), wshub_server_date(s), extra);
+  if (b == NULL)
+    return UV_ENOMEM;
+  r = wshub_conn_send_buf(h->conn, b);
+  wshub_buf_unref(b);
+  if (r != 0)
+    return r;
+  wshub_log(s, WSHUB_LOG_DEBUG, "%s \"%s %.*s\" %d (stream)", h->conn->peer,
+            llhttp_method_name(h->req.method), (int)h->req.target_len,
+            h->req.target ? h->req.target : "", status);
+  h->streaming = 1;
+  h->heartbeat_ms = heartbeat_ms;
+  wshub_conn_timer(h->conn, heartbeat_ms);
+  return 0;
+}
+
+int wshub_http_stream_send(wshub_http_t *h, wshub_buf_t *b, size_t off,
+                           size_t len) {
+  if (!h->streaming || h->is_head)
+    return h->streaming ? 0 : UV_EINVAL;
+  return wshub_conn_send(h->conn, b, off, len);
+}
+
+void wshub_http_stream_end(wshub_http_t *h) {
+  http_unhold(h);
+  wshub_conn_end(h->conn);
 }
 
 void wshub_http_finish(wshub_http_t *h) {
@@ -476,7 +582,7 @@ static void http_drive(wshub_http_t *h) {
   }
   h->driving = 0;
   if (wshub_conn_is_open(c)) {
-    if (h->phase == PHASE_RESPONDING)
+    if (h->phase == PHASE_RESPONDING && !h->held)
       wshub_conn_read_stop(c);
     else
       wshub_conn_read_start(c);
@@ -485,6 +591,14 @@ static void http_drive(wshub_http_t *h) {
 
 static void http_on_read(wshub_conn_t *c, const char *data, size_t len) {
   wshub_http_t *h = c->proto_data;
+  /* Held: what the peer sends meanwhile waits, up to one request's worth;
+   * a stream's peer has nothing to send at all. */
+  const wshub_config_t *cfg = &c->server->cfg;
+  if (h->held && (h->streaming || h->pending_len + len >
+                                      cfg->max_header_bytes + cfg->max_body)) {
+    wshub_conn_close(c);
+    return;
+  }
   if (http_append(&h->pending, &h->pending_len, &h->pending_cap, data, len)) {
     wshub_conn_close(c);
     return;
@@ -496,6 +610,22 @@ static void http_on_read(wshub_conn_t *c, const char *data, size_t len) {
  * flight is finished first (without keep-alive), else close now. */
 static void http_wind_down(wshub_conn_t *c) {
   wshub_http_t *h = c->proto_data;
+  if (h->held) {
+    /* The holder lets go; a held request is answered 204, a stream ends
+     * after what it has queued. */
+    const wshub_http_hold_cb_t *cb = h->hold_cb;
+    void *arg = h->hold_arg;
+    int streaming = h->streaming;
+    http_unhold(h);
+    if (cb != NULL && cb->on_gone != NULL)
+      cb->on_gone(h, arg);
+    h->keep_alive = 0;
+    if (streaming)
+      wshub_conn_end(c);
+    else
+      http_answer(h, 204, NULL, NULL, NULL, 0);
+    return;
+  }
   if (h->phase == PHASE_RESPONDING) {
     h->keep_alive = 0;
     h->closing = 1;
@@ -506,6 +636,11 @@ static void http_wind_down(wshub_conn_t *c) {
 
 static void http_on_eof(wshub_conn_t *c, int err) {
   (void)err;
+  wshub_http_t *h = c->proto_data;
+  if (h->held) {
+    wshub_conn_close(c); /* nobody left to answer: on_gone from on_free */
+    return;
+  }
   http_wind_down(c);
 }
 
@@ -525,21 +660,41 @@ static void http_on_timer(wshub_conn_t *c) {
     wshub_http_error(h, 408, "request not received in time", 1, NULL);
     return;
   }
-  if (h->phase == PHASE_IDLE)
+  if (h->phase == PHASE_IDLE) {
     wshub_conn_close(c);
+    return;
+  }
+  if (h->streaming) {
+    static const char ping[] = ": ping\n\n";
+    wshub_conn_send_copy(c, ping, sizeof(ping) - 1);
+    wshub_conn_timer(c, h->heartbeat_ms);
+    return;
+  }
+  if (h->held && h->hold_cb != NULL && h->hold_cb->on_timeout != NULL)
+    h->hold_cb->on_timeout(h, h->hold_arg);
 }
 
 static void http_on_free(wshub_conn_t *c) {
   wshub_http_t *h = c->proto_data;
   if (h->resp != NULL)
     wshub_static_detach(h->resp);
+  if (h->held && h->hold_cb != NULL && h->hold_cb->on_gone != NULL)
+    h->hold_cb->on_gone(h, h->hold_arg);
   http_free(h);
 }
 
 /* HTTP responses pace themselves (static files read the next chunk only
- * when the queue is low), so a full socket is just a slow download. */
+ * when the queue is low), so a full socket is just a slow download. A
+ * stream does not: its reader is a slow consumer like a WebSocket's. */
 static void http_on_backlog(wshub_conn_t *c) {
-  (void)c;
+  wshub_http_t *h = c->proto_data;
+  if (!h->streaming)
+    return;
+  wshub_log(c->server, WSHUB_LOG_WARN,
+            "%s: slow consumer (%zu bytes queued on an event stream), "
+            "disconnecting",
+            c->peer, c->queued);
+  wshub_conn_close_later(c);
 }
 
 static const wshub_proto_t http_proto = {

@@ -41,4 +41,37 @@ void wshub_http_error(wshub_http_t *h, int status, const char *detail,
 
 const char *wshub_http_reason(int status);
 
+/* The request being answered. */
+const wshub_request_t *wshub_http_request(const wshub_http_t *h);
+
+/* Held responses. Inside on_request, wshub_http_hold() keeps the request
+ * open: the holder answers it later with wshub_http_held_respond() (long
+ * polling), or turns it into a stream with wshub_http_stream_start(), sends
+ * with wshub_http_stream_send() and ends with wshub_http_stream_end() (Server-
+ * Sent Events). h stays valid for the holder until it answers or ends, or
+ * until on_gone: the connection closed (peer gone, error, slow consumer) or
+ * the server shuts down (then a held request is answered 204 and a stream
+ * ends after what it queued — after on_gone returns). on_timeout: the
+ * hold's timer (timeout_ms, 0 for none) fired; the holder should answer.
+ * Streams use the timer for heartbeats instead: a ": ping" comment every
+ * heartbeat_ms. No callback runs after the holder answered or ended. */
+typedef struct {
+  void (*on_gone)(wshub_http_t *h, void *arg);
+  void (*on_timeout)(wshub_http_t *h, void *arg);
+} wshub_http_hold_cb_t;
+
+int wshub_http_hold(wshub_http_t *h, const wshub_http_hold_cb_t *cb, void *arg,
+                    uint64_t timeout_ms);
+int wshub_http_held_respond(wshub_http_t *h, int status,
+                            const char *content_type, const char *headers,
+                            const void *body, size_t len);
+/* The head, with Connection: close and no length (the body ends with the
+ * connection). */
+int wshub_http_stream_start(wshub_http_t *h, int status,
+                            const char *content_type, const char *headers,
+                            uint64_t heartbeat_ms);
+int wshub_http_stream_send(wshub_http_t *h, wshub_buf_t *b, size_t off,
+                           size_t len);
+void wshub_http_stream_end(wshub_http_t *h);
+
 #endif

@@ -27,6 +27,20 @@ void wshub_hub_free(wshub_hub_t *hub) {
   wshub_map_free(&hub->rooms);
 }
 
+uint64_t wshub_hub_new_id(wshub_server_t *s, char id[24]) {
+  uint64_t step = s->cfg.id_step ? s->cfg.id_step : 1;
+  uint64_t first = s->cfg.id_first ? s->cfg.id_first : 1;
+  uint64_t n = first + s->hub.next_id++ * step;
+  snprintf(id, 24, "c%llu", (unsigned long long)n);
+  return n;
+}
+
+uint64_t wshub_hub_id_number(const char *id) {
+  if (id == NULL || id[0] != 'c' || id[1] < '1' || id[1] > '9')
+    return 0;
+  return strtoull(id + 1, NULL, 10);
+}
+
 wshub_client_t *wshub_hub_client_new(wshub_server_t *s, wshub_ws_t *ws,
                                      const char *remote) {
   wshub_client_t *c = calloc(1, sizeof(*c));
@@ -35,14 +49,23 @@ wshub_client_t *wshub_hub_client_new(wshub_server_t *s, wshub_ws_t *ws,
   c->server = s;
   c->ws = ws;
   c->remote = remote;
-  uint64_t step = s->cfg.id_step ? s->cfg.id_step : 1;
-  uint64_t first = s->cfg.id_first ? s->cfg.id_first : 1;
-  uint64_t n = first + s->hub.next_id++ * step;
-  snprintf(c->id, sizeof(c->id), "c%llu", (unsigned long long)n);
+  c->owner = wshub_hub_new_id(s, c->id);
   if (wshub_map_put(&s->hub.clients, c->id, c) != 0) {
     free(c);
     return NULL;
   }
+  return c;
+}
+
+wshub_client_t *wshub_hub_sink_new(wshub_server_t *s, wshub_hub_sink_cb sink,
+                                   void *arg, uint64_t owner,
+                                   const char *remote) {
+  wshub_client_t *c = wshub_hub_client_new(s, NULL, remote);
+  if (c == NULL)
+    return NULL;
+  c->sink = sink;
+  c->sink_arg = arg;
+  c->owner = owner;
   return c;
 }
 
@@ -195,6 +218,10 @@ void wshub_client_close(wshub_client_t *c, int code, const char *reason) {
 }
 
 int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame) {
+  if (c->sink != NULL) {
+    c->sink(c, frame, c->sink_arg);
+    return 0;
+  }
   if (c->ws == NULL)
     return UV_ECANCELED;
   int r = wshub_ws_send_frame(c->ws, frame);
@@ -207,13 +234,12 @@ int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame) {
 }
 
 int wshub_hub_room_send_frame(wshub_server_t *s, const char *room,
-                              wshub_buf_t *frame,
-                              const wshub_client_t *except) {
+                              wshub_buf_t *frame, uint64_t except_owner) {
   hub_room_t *r = hub_room(s, room);
   if (r == NULL)
     return 0;
   for (size_t i = 0; i < r->n; i++)
-    if (r->members[i] != except)
+    if (r->members[i]->owner != except_owner)
       wshub_hub_send_frame(r->members[i], frame);
   return 0;
 }
@@ -238,7 +264,7 @@ int wshub_send_room(wshub_server_t *s, const char *room, const void *data,
   wshub_buf_t *f = hub_frame(data, len, binary);
   if (f == NULL)
     return UV_ENOMEM;
-  int r = wshub_hub_room_send_frame(s, room, f, except);
+  int r = wshub_hub_room_send_frame(s, room, f, except ? except->owner : 0);
   wshub_buf_unref(f);
   return r;
 }

@@ -114,6 +114,9 @@ static void usage(FILE *f) {
       "  --presence-limit N       rooms larger than N get no join/leave/nick\n"
       "                           notices, and member lists of N (default "
       "100)\n"
+      "  --session-timeout S      an HTTP (SSE / polling) session with no "
+      "open\n"
+      "                           request ends after S (default 60)\n"
       "\n"
       "Process:\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
@@ -196,6 +199,7 @@ enum {
   OPT_MAX_TEXT,
   OPT_HISTORY,
   OPT_PRESENCE_LIMIT,
+  OPT_SESSION_TIMEOUT,
   OPT_THREADS,
   OPT_ALLOW_ORIGIN,
   OPT_MAX_CONNECTIONS,
@@ -228,6 +232,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"max-text", required_argument, NULL, OPT_MAX_TEXT},
       {"history", required_argument, NULL, OPT_HISTORY},
       {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
+      {"session-timeout", required_argument, NULL, OPT_SESSION_TIMEOUT},
       {"threads", required_argument, NULL, OPT_THREADS},
       {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
@@ -300,6 +305,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
     case OPT_KEEPALIVE_TIMEOUT:
     case OPT_PING_INTERVAL:
     case OPT_CLOSE_TIMEOUT:
+    case OPT_SESSION_TIMEOUT:
     case OPT_SHUTDOWN_TIMEOUT: {
       uint64_t ms;
       if (parse_seconds(optarg, &ms) != 0)
@@ -314,6 +320,8 @@ static int parse_args(main_t *m, int argc, char **argv) {
         cfg->ping_interval_ms = ms;
       else if (ch == OPT_CLOSE_TIMEOUT)
         cfg->close_timeout_ms = ms;
+      else if (ch == OPT_SESSION_TIMEOUT)
+        m->chat_cfg.session_timeout_ms = ms;
       else
         cfg->shutdown_timeout_ms = ms;
       break;

@@ -242,9 +242,12 @@ typedef struct {
   double burst;     /* bucket size (default 2 × rate): over it a message is
                        refused with a `rate_limited` error; a client that keeps
                        sending while refused is closed with 1008 */
-  size_t presence_limit; /* rooms with more members than this get no
-                            join/leave/nick notices, and member lists are
-                            cut to this many (default 100) */
+  size_t presence_limit;       /* rooms with more members than this get no
+                                  join/leave/nick notices, and member lists are
+                                  cut to this many (default 100) */
+  uint64_t session_timeout_ms; /* an HTTP session (SSE / polling) without
+                                  open requests ends after this (default
+                                  60000) */
 } wshub_chat_config_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg);

@@ -1,0 +1,148 @@
+/* chat_priv.h — the chat's state, shared by chat.c (the protocol over
+ * WebSocket) and chathttp.c (the same protocol over HTTP: sessions, event
+ * streams, polls). Everything here is guarded by wshub_chat_t.lock. Not
+ * part of the public API.
+ */
+#ifndef WSHUB_CHAT_PRIV_H
+#define WSHUB_CHAT_PRIV_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "chat.h"
+#include "chatbus.h"
+#include "jbuf.h"
+#include "map.h"
+
+#define CHAT_MAX_ROOMS_PER_CLIENT 16
+#define CHAT_WELCOME_HISTORY 50
+#define CHAT_NICK_BYTES (32 * 4 + 1)
+#define CHAT_ROOM_BYTES 65
+
+typedef struct chat_user_s chat_user_t;
+
+/* An event stream of an HTTP session (chathttp.c), known by the id of its
+ * hub sink client — which also says which loop it lives on. */
+typedef struct {
+  char id[24];
+  char room[CHAT_ROOM_BYTES];
+} chat_stream_ref_t;
+
+/* A held poll in a room, woken by the room's next message (which also
+ * takes it off the list and off its session's nholds). */
+typedef struct {
+  char id[24];       /* its hub sink client */
+  uint64_t owner;    /* the session's number */
+  chat_user_t *user; /* the session: not freed while nholds > 0 */
+} chat_poll_ref_t;
+
+
+/* A message in a room's history ring. */
+typedef struct {
+  uint64_t id;
+  char from[24]; /* the sender's client id */
+  char *json;    /* the message object as sent, ending in "\"own\":false}" */
+  size_t len;
+} chat_entry_t;
+
+#define CHAT_OWN_FALSE "false}"
+#define CHAT_OWN_TAIL (sizeof(CHAT_OWN_FALSE) - 1)
+
+typedef struct {
+  char *name;      /* also the map key */
+  char *name_json; /* the name as a JSON string */
+  uint64_t last_id;
+  chat_entry_t *ring; /* oldest at `start` */
+  size_t start, len;
+  chat_user_t **members; /* every member, on every thread */
+  size_t n, cap;
+  char *members_json; /* cached JSON array of the first presence_limit
+                         members, NULL when stale */
+  size_t members_json_len;
+  chat_poll_ref_t *polls; /* held polls (chathttp.c) */
+  size_t npolls, polls_cap;
+} chat_room_t;
+
+struct chat_user_s {
+  char id[24];       /* the client's id, also the users map key */
+  uint64_t number;   /* n of the id "c<n>" */
+  char *nick;        /* heap: most are short, the longest is 128 bytes */
+  char *member_json; /* {"id":…,"nick":…}, made when first needed */
+  size_t member_json_len;
+  chat_room_t **rooms; /* join order; grows to CHAT_MAX_ROOMS_PER_CLIENT */
+  size_t nrooms, rooms_cap;
+  double tokens;     /* rate limit bucket */
+  uint64_t refilled; /* uv_hrtime() of the last refill */
+  unsigned refused;  /* messages refused in a row */
+  /* HTTP sessions only (chathttp.c); token is NULL for a WebSocket. */
+  char *token;                /* also the sessions map key */
+  chat_stream_ref_t *streams; /* open event streams */
+  size_t nstreams, streams_cap;
+  unsigned nholds;     /* streams and held polls */
+  uint64_t idle_since; /* uv_hrtime() when nholds last fell to 0 */
+};
+
+struct wshub_chat_s {
+  wshub_chat_config_t cfg;
+  uv_mutex_t lock;      /* everything below */
+  wshub_map_t rooms;    /* name → chat_room_t */
+  wshub_map_t users;    /* client id → chat_user_t */
+  wshub_map_t sessions; /* token → chat_user_t (HTTP sessions) */
+  uint64_t swept;       /* uv_hrtime() of the last session sweep */
+  chat_bus_t *bus;
+  wshub_request_cb next_request; /* the host's on_request, if it had one */
+  void *next_user;               /* and its user pointer */
+};
+
+/* What a POST /messages request learns of its message (chathttp.c): the
+ * first error instead of an `error` message, and the id it was given. */
+typedef struct {
+  const char *code;
+  char text[200];
+  uint64_t id;
+} chat_capture_t;
+
+/* The state one callback works with. */
+typedef struct {
+  wshub_chat_t *chat;
+  wshub_server_t *server;
+  wshub_client_t *client;
+  chat_user_t *user;
+  chat_capture_t *cap; /* NULL: errors are sent as messages */
+} chat_ctx_t;
+
+/* ---- chat.c, for chathttp.c (the lock is held) ---- */
+
+chat_room_t *chat_room(wshub_chat_t *chat, const char *name, int create);
+ssize_t chat_user_room(const chat_user_t *u, const chat_room_t *r);
+/* A new user (not yet in the users map); NULL if out of memory. */
+chat_user_t *chat_user_new(const wshub_chat_t *chat, const char *id,
+                           const char *nick);
+void chat_user_free(const char *key, void *value, void *arg);
+/* Leaves every room (with notices) and forgets x->user; frees it. */
+void chat_user_gone(const chat_ctx_t *x);
+/* Joins room, telling the others; NULL after an error was sent. */
+chat_room_t *chat_enter(const chat_ctx_t *x, const char *room);
+/* Appends the JSON array of r's messages after `after` (at most max), "own"
+ * for me; returns how many. */
+size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
+                    uint64_t after, size_t max, const char *me,
+                    wshub_jbuf_t *out);
+/* The welcome of x->user in r (resuming after `after` if resume), to the
+ * client `to` (NULL: the user's own connection). */
+void chat_welcome(const chat_ctx_t *x, chat_room_t *r, int resume,
+                  uint64_t after, const char *to);
+void chat_error(const chat_ctx_t *x, const char *code, const char *text);
+int chat_rate_ok(const chat_ctx_t *x);
+void chat_on_json(const chat_ctx_t *x, const json_t *o);
+json_t *chat_msg(const char *type, const char *text);
+
+/* ---- chathttp.c, for chat.c ---- */
+
+/* Ends sessions idle for longer than the timeout (at most once a second). */
+void chat_http_sweep(const chat_ctx_t *x);
+/* wshub_chat_install's part: the /events, /poll and /messages routes. */
+void chat_http_install(wshub_chat_t *chat, wshub_config_t *cfg);
+
+#endif
