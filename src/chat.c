@@ -71,14 +71,37 @@ wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
   return wshub_chat_new_threads(cfg, 1);
 }
 
+/* Once a second on thread 0's loop: idle HTTP sessions end even when
+ * nothing else happens. */
+static void chat_on_sweep(uv_timer_t *t) {
+  wshub_chat_t *chat = t->data;
+  uv_mutex_lock(&chat->lock);
+  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL};
+  chat_http_sweep(&x);
+  uv_mutex_unlock(&chat->lock);
+}
+
 int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
                       wshub_server_t *server) {
+  if (index == 0 && chat->sweep_server == NULL) {
+    int r = uv_timer_init(loop, &chat->sweep);
+    if (r != 0)
+      return r;
+    chat->sweep.data = chat;
+    chat->sweep_server = server;
+    uv_timer_start(&chat->sweep, chat_on_sweep, 1000, 1000);
+    uv_unref((uv_handle_t *)&chat->sweep);
+  }
   if (chat_bus_threads(chat->bus) == 0)
     return 0;
   return chat_bus_attach(chat->bus, index, loop, server);
 }
 
 void wshub_chat_detach(wshub_chat_t *chat, unsigned index) {
+  if (index == 0 && chat->sweep_server != NULL) {
+    uv_close((uv_handle_t *)&chat->sweep, NULL);
+    chat->sweep_server = NULL;
+  }
   if (chat_bus_threads(chat->bus) > 0)
     chat_bus_detach(chat->bus, index);
 }

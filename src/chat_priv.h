@@ -37,7 +37,6 @@ typedef struct {
   chat_user_t *user; /* the session: not freed while nholds > 0 */
 } chat_poll_ref_t;
 
-
 /* A message in a room's history ring. */
 typedef struct {
   uint64_t id;
@@ -85,11 +84,13 @@ struct chat_user_s {
 
 struct wshub_chat_s {
   wshub_chat_config_t cfg;
-  uv_mutex_t lock;      /* everything below */
-  wshub_map_t rooms;    /* name → chat_room_t */
-  wshub_map_t users;    /* client id → chat_user_t */
-  wshub_map_t sessions; /* token → chat_user_t (HTTP sessions) */
-  uint64_t swept;       /* uv_hrtime() of the last session sweep */
+  uv_mutex_t lock;              /* everything below */
+  wshub_map_t rooms;            /* name → chat_room_t */
+  wshub_map_t users;            /* client id → chat_user_t */
+  wshub_map_t sessions;         /* token → chat_user_t (HTTP sessions) */
+  uint64_t swept;               /* uv_hrtime() of the last session sweep */
+  uv_timer_t sweep;             /* the sweep's timer, on thread 0's loop */
+  wshub_server_t *sweep_server; /* thread 0's server, while attached */
   chat_bus_t *bus;
   wshub_request_cb next_request; /* the host's on_request, if it had one */
   void *next_user;               /* and its user pointer */

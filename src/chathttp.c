@@ -719,6 +719,11 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
                     NULL);
     return;
   }
+  char room[CHAT_ROOM_BYTES]; /* a new session's first room */
+  if (!chathttp_room_arg(req, room)) {
+    chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
+    return;
+  }
   json_error_t err;
   json_t *o = json_loadb(req->body, req->body_len,
                          JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
@@ -733,7 +738,7 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
   uv_mutex_lock(&chat->lock);
   chat_ctx_t x0 = {chat, s, NULL, NULL, NULL};
   chat_http_sweep(&x0);
-  chat_user_t *u = chathttp_session(chat, s, req, "lobby");
+  chat_user_t *u = chathttp_session(chat, s, req, room);
   if (u == NULL) {
     uv_mutex_unlock(&chat->lock);
     json_decref(o);

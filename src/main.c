@@ -449,20 +449,32 @@ typedef struct worker_s {
   uv_thread_t thread;
   uv_async_t stop;
   wshub_server_t *server;
+  int detached; /* the chat let go of this thread's loop */
 } worker_t;
+
+static void worker_detach(worker_t *w) {
+  if (w->m->chat != NULL && !w->detached)
+    wshub_chat_detach(w->m->chat, w->index);
+  w->detached = 1;
+}
+
+/* The server is about to be freed: the chat stops using it first. */
+static void worker_on_closed(wshub_server_t *s) {
+  worker_detach(wshub_server_loop(s)->data);
+}
 
 static void worker_on_stop(uv_async_t *a) {
   worker_t *w = a->data;
   uv_close((uv_handle_t *)&w->stop, NULL);
-  wshub_close(w->server, NULL); /* the loop runs out; worker_main goes on */
+  /* the loop runs out; worker_main goes on */
+  wshub_close(w->server, worker_on_closed);
 }
 
 static void worker_main(void *arg) {
   worker_t *w = arg;
   main_t *m = w->m;
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  if (m->chat != NULL)
-    wshub_chat_detach(m->chat, w->index);
+  worker_detach(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   int r = uv_loop_close(&w->loop);
   if (r != 0)
@@ -480,6 +492,7 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
   int r = uv_loop_init(&w->loop);
   if (r != 0)
     return r;
+  w->loop.data = w;
   wshub_config_t cfg = m->cfg;
   cfg.id_first = i + 1;
   cfg.id_step = m->threads;

@@ -345,6 +345,10 @@ void *wshub_server_user(const wshub_server_t *s) {
   return s->cfg.user;
 }
 
+uv_loop_t *wshub_server_loop(const wshub_server_t *s) {
+  return s->loop;
+}
+
 int wshub_server_port(const wshub_server_t *s) {
   return s->port;
 }

@@ -169,6 +169,8 @@ void *wshub_server_user(const wshub_server_t *server);
 
 /* The port of the first listener (useful after listening on port 0). */
 int wshub_server_port(const wshub_server_t *server);
+/* The loop the server runs on. */
+uv_loop_t *wshub_server_loop(const wshub_server_t *server);
 
 /* Stops accepting, lets responses in flight finish, sends close 1001 to
  * every WebSocket, and calls close_cb (may be NULL) once every handle is
@@ -264,6 +266,9 @@ void wshub_chat_free(wshub_chat_t *chat);
  * every thread fans it out to its own members, in one order for all. */
 wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
                                      unsigned nthreads);
+/* Attaching index 0 (also with one loop) starts a once-a-second timer (it
+ * does not keep the loop alive) that ends idle HTTP sessions; without it
+ * they end at the next chat request or message. Detach closes it. */
 int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
                       wshub_server_t *server);
 void wshub_chat_detach(wshub_chat_t *chat, unsigned index);
