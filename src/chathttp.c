@@ -214,6 +214,19 @@ static int chathttp_number(const char *s, size_t n, uint64_t *out) {
   return 1;
 }
 
+/* The query's `key` as a whole number: 1 and *out, -1 if absent, 0 if it
+ * is not one. */
+static int chathttp_query_number(const wshub_request_t *req, const char *key,
+                                 uint64_t *out) {
+  char v[24];
+  int n =
+      wshub_chat_query_param(req->target, req->target_len, key, v, sizeof(v));
+  if (n == -1 &&
+      wshub_chat_query_param(req->target, req->target_len, key, v, 1) == -1)
+    return -1;
+  return chathttp_number(v, n > 0 ? (size_t)n : 0, out);
+}
+
 /* ---- sessions (the lock is held) ---- */
 
 typedef struct {
@@ -312,6 +325,41 @@ static int chathttp_room_arg(const wshub_request_t *req,
 static const char chathttp_bad_room[] =
     "Room names are 1-64 characters of A-Z a-z 0-9 . _ -";
 
+/* Takes the lock, sweeps, finds or starts the request's session and makes
+ * it a member of `room`. Returns the room, x set up for the session with
+ * errors going to cap; NULL on failure (x->user NULL if there is no
+ * session). The lock stays held either way. */
+static chat_room_t *chathttp_begin(wshub_chat_t *chat, wshub_server_t *s,
+                                   const wshub_request_t *req, const char *room,
+                                   chat_capture_t *cap, chat_ctx_t *x) {
+  uv_mutex_lock(&chat->lock);
+  *x = (chat_ctx_t){chat, s, NULL, NULL, NULL};
+  chat_http_sweep(x);
+  x->user = chathttp_session(chat, s, req, room);
+  x->cap = cap;
+  return x->user != NULL ? chat_enter(x, room) : NULL;
+}
+
+/* chathttp_begin failed (or what followed it): release the lock and say
+ * why — a chat error (too_many_rooms) or out of memory. */
+static void chathttp_begin_failed(wshub_chat_t *chat, wshub_http_t *h,
+                                  chat_user_t *u, const chat_capture_t *cap) {
+  char token[CHATHTTP_TOKEN_LEN + 1] = "";
+  if (u != NULL) {
+    snprintf(token, sizeof(token), "%s", u->token);
+    chathttp_touch(u);
+  }
+  uv_mutex_unlock(&chat->lock);
+  int oom = cap->code == NULL || strcmp(cap->code, "internal") == 0;
+  if (token[0] == '\0')
+    chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
+  else
+    chathttp_send(h, 0, oom ? 503 : 400,
+                  chathttp_error_obj(oom ? "internal" : cap->code,
+                                     oom ? "Out of memory" : cap->text),
+                  token, NULL);
+}
+
 /* ---- GET /events ---- */
 
 static void chathttp_sse_sink(wshub_client_t *c, wshub_buf_t *frame,
@@ -369,7 +417,7 @@ static const wshub_http_hold_cb_t chathttp_sse_cb = {chathttp_sse_gone, NULL};
 static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
                             const wshub_request_t *req) {
   wshub_server_t *s = wshub_http_conn(h)->server;
-  char room[CHAT_ROOM_BYTES], v[24];
+  char room[CHAT_ROOM_BYTES];
   if (!chathttp_room_arg(req, room)) {
     chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
     return;
@@ -377,16 +425,9 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   uint64_t after = 0;
   size_t n;
   const char *last = wshub_request_header(req, "last-event-id", &n);
-  int resume = last != NULL;
-  if (last == NULL) {
-    int al = wshub_chat_query_param(req->target, req->target_len, "after", v,
-                                    sizeof(v));
-    resume = al != -1 || wshub_chat_query_param(req->target, req->target_len,
-                                                "after", v, 1) != -1;
-    last = v;
-    n = al > 0 ? (size_t)al : 0;
-  }
-  if (resume && !chathttp_number(last, n, &after)) {
+  int resume = last != NULL ? chathttp_number(last, n, &after)
+                            : chathttp_query_number(req, "after", &after);
+  if (resume == 0) {
     chathttp_refuse(h, 400, "bad_after",
                     "\"after\" must be a message id (a whole number)", NULL);
     return;
@@ -396,13 +437,10 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
     chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
     return;
   }
-  uv_mutex_lock(&chat->lock);
-  chat_ctx_t x0 = {chat, s, NULL, NULL, NULL};
-  chat_http_sweep(&x0);
-  chat_user_t *u = chathttp_session(chat, s, req, room);
   chat_capture_t cap = {0};
-  chat_ctx_t x = {chat, s, NULL, u, &cap};
-  chat_room_t *r = u ? chat_enter(&x, room) : NULL;
+  chat_ctx_t x;
+  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x);
+  chat_user_t *u = x.user;
   if (r != NULL)
     ep->client =
         wshub_hub_sink_new(s, chathttp_sse_sink, ep, u->number, req->remote);
@@ -413,23 +451,8 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
     ep->client = NULL;
   }
   if (ep->client == NULL) {
-    int status =
-        cap.code && strcmp(cap.code, "too_many_rooms") == 0 ? 400 : 503;
-    json_t *o = chathttp_error_obj(cap.code ? cap.code : "internal",
-                                   cap.code ? cap.text : "Out of memory");
-    char token[CHATHTTP_TOKEN_LEN + 1] = "";
-    if (u != NULL) {
-      snprintf(token, sizeof(token), "%s", u->token);
-      chathttp_touch(u);
-    }
-    uv_mutex_unlock(&chat->lock);
     free(ep);
-    if (token[0]) {
-      chathttp_send(h, 0, status, o, token, NULL);
-    } else {
-      json_decref(o);
-      chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
-    }
+    chathttp_begin_failed(chat, h, u, &cap);
     return;
   }
   ep->chat = chat;
@@ -448,7 +471,7 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
                           CHATHTTP_HEARTBEAT_MS);
   /* Member from now on; the welcome's history covers what came before. */
   chat_bus_join(chat->bus, s, ep->client->id, room);
-  chat_welcome(&x, r, resume, after, ep->client->id);
+  chat_welcome(&x, r, resume > 0, after, ep->client->id);
   uv_mutex_unlock(&chat->lock);
 }
 
@@ -585,66 +608,41 @@ static const wshub_http_hold_cb_t chathttp_poll_cb = {chathttp_poll_gone,
 static void chathttp_poll(wshub_chat_t *chat, wshub_http_t *h,
                           const wshub_request_t *req) {
   wshub_server_t *s = wshub_http_conn(h)->server;
-  char room[CHAT_ROOM_BYTES], v[24];
+  char room[CHAT_ROOM_BYTES];
   if (!chathttp_room_arg(req, room)) {
     chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
     return;
   }
   uint64_t after = 0, wait = CHATHTTP_DEFAULT_WAIT_S;
-  int al = wshub_chat_query_param(req->target, req->target_len, "after", v,
-                                  sizeof(v));
-  int has_after =
-      al != -1 ||
-      wshub_chat_query_param(req->target, req->target_len, "after", v, 1) != -1;
-  if (has_after && !chathttp_number(v, al > 0 ? (size_t)al : 0, &after)) {
+  int has_after = chathttp_query_number(req, "after", &after);
+  if (has_after == 0) {
     chathttp_refuse(h, 400, "bad_after",
                     "\"after\" must be a message id (a whole number)", NULL);
     return;
   }
-  int wl = wshub_chat_query_param(req->target, req->target_len, "wait", v,
-                                  sizeof(v));
-  int has_wait =
-      wl != -1 ||
-      wshub_chat_query_param(req->target, req->target_len, "wait", v, 1) != -1;
-  if (has_wait && (!chathttp_number(v, wl > 0 ? (size_t)wl : 0, &wait) ||
-                   wait > CHATHTTP_MAX_WAIT_S)) {
+  int has_wait = chathttp_query_number(req, "wait", &wait);
+  if (has_wait == 0 || wait > CHATHTTP_MAX_WAIT_S) {
     chathttp_refuse(h, 400, "bad_wait",
                     "\"wait\" must be a whole number of seconds, 0 to 30",
                     NULL);
     return;
   }
-  uv_mutex_lock(&chat->lock);
-  chat_ctx_t x0 = {chat, s, NULL, NULL, NULL};
-  chat_http_sweep(&x0);
-  chat_user_t *u = chathttp_session(chat, s, req, room);
   chat_capture_t cap = {0};
-  chat_ctx_t x = {chat, s, NULL, u, &cap};
-  chat_room_t *r = u ? chat_enter(&x, room) : NULL;
-  char token[CHATHTTP_TOKEN_LEN + 1] = "";
-  if (u != NULL)
-    snprintf(token, sizeof(token), "%s", u->token);
+  chat_ctx_t x;
+  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x);
+  chat_user_t *u = x.user;
   if (r == NULL) {
-    int status =
-        cap.code && strcmp(cap.code, "too_many_rooms") == 0 ? 400 : 503;
-    json_t *o = chathttp_error_obj(cap.code ? cap.code : "internal",
-                                   cap.code ? cap.text : "Out of memory");
-    if (u != NULL)
-      chathttp_touch(u);
-    uv_mutex_unlock(&chat->lock);
-    if (token[0])
-      chathttp_send(h, 0, status, o, token, NULL);
-    else {
-      json_decref(o);
-      chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
-    }
+    chathttp_begin_failed(chat, h, u, &cap);
     return;
   }
-  if (!has_after || r->last_id > after) {
+  char token[CHATHTTP_TOKEN_LEN + 1];
+  snprintf(token, sizeof(token), "%s", u->token);
+  if (has_after < 0 || r->last_id > after) {
     /* Messages are there (or the client asks for the recent ones). */
     wshub_jbuf_t msgs;
     wshub_jbuf_init(&msgs, 0);
-    chat_history(chat, r, has_after ? after : 0,
-                 has_after ? chat->cfg.history : 50, u->id, &msgs);
+    chat_history(chat, r, has_after > 0 ? after : 0,
+                 has_after > 0 ? chat->cfg.history : 50, u->id, &msgs);
     uint64_t last_id = r->last_id;
     chathttp_touch(u);
     uv_mutex_unlock(&chat->lock);
@@ -736,17 +734,17 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
     return;
   }
   uv_mutex_lock(&chat->lock);
-  chat_ctx_t x0 = {chat, s, NULL, NULL, NULL};
-  chat_http_sweep(&x0);
-  chat_user_t *u = chathttp_session(chat, s, req, room);
+  chat_capture_t cap = {0};
+  chat_ctx_t x = {chat, s, NULL, NULL, NULL};
+  chat_http_sweep(&x);
+  chat_user_t *u = x.user = chathttp_session(chat, s, req, room);
+  x.cap = &cap;
   if (u == NULL) {
     uv_mutex_unlock(&chat->lock);
     json_decref(o);
     chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
     return;
   }
-  chat_capture_t cap = {0};
-  chat_ctx_t x = {chat, s, NULL, u, &cap};
   int ok = chat_rate_ok(&x);
   if (ok)
     chat_on_json(&x, o);

@@ -651,20 +651,6 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  int v6 = strchr(host, ':') != NULL;
-  fprintf(stderr,
-          "wshub " WSHUB_VERSION
-          ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)\n",
-          v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
-          m.cfg.echo ? ", echo mode" : "", m.threads,
-          m.threads == 1 ? "" : "s");
-  if (nofile > 0)
-    fprintf(stderr,
-            "wshub: open-file limit %lu: room for about %lu connections\n",
-            nofile, nofile > 32 ? nofile - 32 : 0);
-  if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
-    fprintf(stderr, "wshub: open http://localhost:%d\n", port);
-
   /* The main thread only waits for signals and for the workers to end. */
   uv_loop_t *loop = uv_default_loop();
   uv_signal_init(loop, &m.sigint);
@@ -679,6 +665,21 @@ int main(int argc, char **argv) {
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   for (unsigned i = 0; i < m.threads; i++)
     uv_thread_create(&workers[i].thread, worker_main, &workers[i]);
+  /* Only now, with SIGINT/SIGTERM handled: a supervisor that stops the
+   * server as soon as it says it listens gets a clean shutdown. */
+  int v6 = strchr(host, ':') != NULL;
+  fprintf(stderr,
+          "wshub " WSHUB_VERSION
+          ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)\n",
+          v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
+          m.cfg.echo ? ", echo mode" : "", m.threads,
+          m.threads == 1 ? "" : "s");
+  if (nofile > 0)
+    fprintf(stderr,
+            "wshub: open-file limit %lu: room for about %lu connections\n",
+            nofile, nofile > 32 ? nofile - 32 : 0);
+  if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
+    fprintf(stderr, "wshub: open http://localhost:%d\n", port);
 
   uv_run(loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < m.threads; i++)
