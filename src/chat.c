@@ -217,7 +217,7 @@ int wshub_chat_query_param(const char *target, size_t len, const char *key,
           v += 2;
         }
         if (o + 1 >= cap)
-          return -1;
+          return -2;
         out[o++] = (char)ch;
       }
       out[o] = '\0';
@@ -1012,17 +1012,14 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
   char room[80], nick[CHAT_NICK_BYTES], after_s[24];
   int rl = wshub_chat_query_param(req->target, req->target_len, "room", room,
                                   sizeof(room));
-  int bad_room = rl >= 0 && !wshub_chat_room_valid(room, (size_t)rl);
+  int bad_room =
+      rl == -2 || (rl >= 0 && !wshub_chat_room_valid(room, (size_t)rl));
   if (rl < 0 || bad_room)
     snprintf(room, sizeof(room), "lobby");
   int nl = wshub_chat_query_param(req->target, req->target_len, "nick", nick,
                                   sizeof(nick));
-  int bad_nick =
-      nl == -1 && wshub_chat_query_param(req->target, req->target_len, "nick",
-                                         after_s, 1) != -1;
   int good_nick = nl >= 0 && wshub_chat_nick_valid(nick, (size_t)nl);
-  if (nl >= 0 && !good_nick)
-    bad_nick = 1;
+  int bad_nick = nl == -2 || (nl >= 0 && !good_nick);
   chat_user_t *u =
       chat_user_new(chat, wshub_client_id(c), good_nick ? nick : NULL);
   if (u == NULL)

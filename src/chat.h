@@ -23,8 +23,8 @@ int wshub_chat_room_valid(const char *name, size_t len);
  * (U+0000–U+001F, U+007F–U+009F), not all blank. */
 int wshub_chat_nick_valid(const char *nick, size_t len);
 /* Finds `key` in the query string of a request-target and percent-decodes
- * its value ('+' is a space) into out. Returns the length, or -1 if absent
- * or longer than cap-1. */
+ * its value ('+' is a space) into out. Returns the length, -1 if absent,
+ * or -2 if present but longer than cap-1. */
 int wshub_chat_query_param(const char *target, size_t len, const char *key,
                            char *out, size_t cap);
 

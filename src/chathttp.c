@@ -189,9 +189,24 @@ static json_t *chathttp_error_obj(const char *code, const char *text) {
   return o;
 }
 
-/* An error before any session is known: no Set-Cookie. */
-static void chathttp_refuse(wshub_http_t *h, int status, const char *code,
-                            const char *text, const char *extra) {
+/* A request refused before its session was looked at (bad input): the
+ * session it presents, if the chat knows it, is named in the answer as in
+ * every other; no session is started for it. */
+static void chathttp_refuse(wshub_chat_t *chat, wshub_http_t *h, int status,
+                            const char *code, const char *text,
+                            const char *extra) {
+  char token[CHATHTTP_TOKEN_LEN + 1];
+  chathttp_token(wshub_http_request(h), token);
+  if (token[0]) {
+    uv_mutex_lock(&chat->lock);
+    if (wshub_map_get(&chat->sessions, token) == NULL)
+      token[0] = '\0';
+    uv_mutex_unlock(&chat->lock);
+  }
+  if (token[0]) {
+    chathttp_send(h, 0, status, chathttp_error_obj(code, text), token, extra);
+    return;
+  }
   json_t *o = chathttp_error_obj(code, text);
   char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
@@ -221,8 +236,7 @@ static int chathttp_query_number(const wshub_request_t *req, const char *key,
   char v[24];
   int n =
       wshub_chat_query_param(req->target, req->target_len, key, v, sizeof(v));
-  if (n == -1 &&
-      wshub_chat_query_param(req->target, req->target_len, key, v, 1) == -1)
+  if (n == -1)
     return -1;
   return chathttp_number(v, n > 0 ? (size_t)n : 0, out);
 }
@@ -314,8 +328,7 @@ static int chathttp_room_arg(const wshub_request_t *req,
                              char room[CHAT_ROOM_BYTES]) {
   int n = wshub_chat_query_param(req->target, req->target_len, "room", room,
                                  CHAT_ROOM_BYTES);
-  if (n == -1 && wshub_chat_query_param(req->target, req->target_len, "room",
-                                        room, 1) == -1) {
+  if (n == -1) {
     snprintf(room, CHAT_ROOM_BYTES, "lobby");
     return 1; /* absent */
   }
@@ -352,7 +365,7 @@ static void chathttp_begin_failed(wshub_chat_t *chat, wshub_http_t *h,
   uv_mutex_unlock(&chat->lock);
   int oom = cap->code == NULL || strcmp(cap->code, "internal") == 0;
   if (token[0] == '\0')
-    chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
+    chathttp_refuse(chat, h, 503, "internal", "Out of memory", NULL);
   else
     chathttp_send(h, 0, oom ? 503 : 400,
                   chathttp_error_obj(oom ? "internal" : cap->code,
@@ -419,7 +432,7 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   wshub_server_t *s = wshub_http_conn(h)->server;
   char room[CHAT_ROOM_BYTES];
   if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
+    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
     return;
   }
   uint64_t after = 0;
@@ -428,13 +441,13 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   int resume = last != NULL ? chathttp_number(last, n, &after)
                             : chathttp_query_number(req, "after", &after);
   if (resume == 0) {
-    chathttp_refuse(h, 400, "bad_after",
+    chathttp_refuse(chat, h, 400, "bad_after",
                     "\"after\" must be a message id (a whole number)", NULL);
     return;
   }
   chat_ep_t *ep = calloc(1, sizeof(*ep));
   if (ep == NULL) {
-    chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
+    chathttp_refuse(chat, h, 503, "internal", "Out of memory", NULL);
     return;
   }
   chat_capture_t cap = {0};
@@ -610,19 +623,19 @@ static void chathttp_poll(wshub_chat_t *chat, wshub_http_t *h,
   wshub_server_t *s = wshub_http_conn(h)->server;
   char room[CHAT_ROOM_BYTES];
   if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
+    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
     return;
   }
   uint64_t after = 0, wait = CHATHTTP_DEFAULT_WAIT_S;
   int has_after = chathttp_query_number(req, "after", &after);
   if (has_after == 0) {
-    chathttp_refuse(h, 400, "bad_after",
+    chathttp_refuse(chat, h, 400, "bad_after",
                     "\"after\" must be a message id (a whole number)", NULL);
     return;
   }
   int has_wait = chathttp_query_number(req, "wait", &wait);
   if (has_wait == 0 || wait > CHATHTTP_MAX_WAIT_S) {
-    chathttp_refuse(h, 400, "bad_wait",
+    chathttp_refuse(chat, h, 400, "bad_wait",
                     "\"wait\" must be a whole number of seconds, 0 to 30",
                     NULL);
     return;
@@ -706,12 +719,12 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
                               const wshub_request_t *req) {
   wshub_server_t *s = wshub_http_conn(h)->server;
   if (req->body_len > CHATHTTP_MAX_BODY) {
-    chathttp_refuse(h, 413, "body_too_large", "The body is larger than 64 KiB",
-                    NULL);
+    chathttp_refuse(chat, h, 413, "body_too_large",
+                    "The body is larger than 64 KiB", NULL);
     return;
   }
   if (!chathttp_is_json(req) || req->body_len == 0) {
-    chathttp_refuse(h, 400, "bad_body",
+    chathttp_refuse(chat, h, 400, "bad_body",
                     "The body must be one JSON object "
                     "(Content-Type: application/json)",
                     NULL);
@@ -719,7 +732,7 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
   }
   char room[CHAT_ROOM_BYTES]; /* a new session's first room */
   if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(h, 400, "bad_room", chathttp_bad_room, NULL);
+    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
     return;
   }
   json_error_t err;
@@ -730,7 +743,7 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
     snprintf(why, sizeof(why), "Not a JSON object: %s",
              o ? "not an object" : err.text);
     json_decref(o);
-    chathttp_refuse(h, 400, "bad_json", why, NULL);
+    chathttp_refuse(chat, h, 400, "bad_json", why, NULL);
     return;
   }
   uv_mutex_lock(&chat->lock);
@@ -742,7 +755,7 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
   if (u == NULL) {
     uv_mutex_unlock(&chat->lock);
     json_decref(o);
-    chathttp_refuse(h, 503, "internal", "Out of memory", NULL);
+    chathttp_refuse(chat, h, 503, "internal", "Out of memory", NULL);
     return;
   }
   int ok = chat_rate_ok(&x);
@@ -782,7 +795,8 @@ static int chathttp_on_request(wshub_response_t *res,
                               : 0;
   int want = which == CHATHTTP_MESSAGES ? 3 /* POST */ : 1 /* GET */;
   if (req->method != want) {
-    chathttp_refuse(res, 405, "bad_method", want == 3 ? "Use POST" : "Use GET",
+    chathttp_refuse(chat, res, 405, "bad_method",
+                    want == 3 ? "Use POST" : "Use GET",
                     want == 3 ? "Allow: POST\r\n" : "Allow: GET\r\n");
     return 1;
   }

@@ -349,13 +349,13 @@ static const query_row_t query_rows[] = {
     {"/?room=&room=b", "room", 0, 0, ""},
     /* the cap: at most cap-1 bytes (decoded) */
     {"/?room=abcd", "room", 5, 4, "abcd"},
-    {"/?room=abcd", "room", 4, -1, NULL},
-    {"/?room=abcd", "room", 1, -1, NULL},
+    {"/?room=abcd", "room", 4, -2, NULL},
+    {"/?room=abcd", "room", 1, -2, NULL},
     {"/?room=", "room", 1, 0, ""},
     {"/?room=%41%41%41%41", "room", 5, 4, "AAAA"},
-    {"/?room=%41%41%41%41", "room", 4, -1, NULL},
+    {"/?room=%41%41%41%41", "room", 4, -2, NULL},
     {"/?room=a+b+", "room", 5, 4, "a b "},
-    {"/?room=a+b+", "room", 4, -1, NULL},
+    {"/?room=a+b+", "room", 4, -2, NULL},
 };
 
 static void test_query_param(unit_t *T) {
