@@ -299,9 +299,10 @@ static void conn_on_write(uv_write_t *req, int status) {
     return;
   }
   if (c->wq_head != c->wq_tail) {
-    /* What piled up while the last write was out. */
-    if (!conn_backlogged(c, c->queued))
-      wshub_server_mark_dirty(c->server, c);
+    /* The rest goes at the next flush, which also judges the backlog by
+     * what the socket then leaves unsent (the queue here may hold far more
+     * than the one entry that was out: that is no sign of a slow peer). */
+    wshub_server_mark_dirty(c->server, c);
   } else {
     conn_drained(c);
   }
