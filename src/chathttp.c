@@ -277,13 +277,14 @@ void chat_http_sweep(const chat_ctx_t *x) {
 }
 
 /* The request's session, or a new one (joining `room`, with the query's
- * nick). NULL if out of memory. */
+ * nick; *fresh set). NULL if out of memory. */
 static chat_user_t *chathttp_session(wshub_chat_t *chat, wshub_server_t *s,
                                      const wshub_request_t *req,
-                                     const char *room) {
+                                     const char *room, int *fresh) {
   char token[CHATHTTP_TOKEN_LEN + 1];
   chathttp_token(req, token);
   chat_user_t *u = token[0] ? wshub_map_get(&chat->sessions, token) : NULL;
+  *fresh = u == NULL;
   if (u != NULL)
     return u;
   unsigned char raw[CHATHTTP_TOKEN_LEN / 2];
@@ -344,11 +345,12 @@ static const char chathttp_bad_room[] =
  * session). The lock stays held either way. */
 static chat_room_t *chathttp_begin(wshub_chat_t *chat, wshub_server_t *s,
                                    const wshub_request_t *req, const char *room,
-                                   chat_capture_t *cap, chat_ctx_t *x) {
+                                   chat_capture_t *cap, chat_ctx_t *x,
+                                   int *fresh) {
   uv_mutex_lock(&chat->lock);
   *x = (chat_ctx_t){chat, s, NULL, NULL, NULL};
   chat_http_sweep(x);
-  x->user = chathttp_session(chat, s, req, room);
+  x->user = chathttp_session(chat, s, req, room, fresh);
   x->cap = cap;
   return x->user != NULL ? chat_enter(x, room) : NULL;
 }
@@ -452,7 +454,8 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   }
   chat_capture_t cap = {0};
   chat_ctx_t x;
-  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x);
+  int fresh;
+  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x, &fresh);
   chat_user_t *u = x.user;
   if (r != NULL)
     ep->client =
@@ -642,7 +645,8 @@ static void chathttp_poll(wshub_chat_t *chat, wshub_http_t *h,
   }
   chat_capture_t cap = {0};
   chat_ctx_t x;
-  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x);
+  int fresh;
+  chat_room_t *r = chathttp_begin(chat, s, req, room, &cap, &x, &fresh);
   chat_user_t *u = x.user;
   if (r == NULL) {
     chathttp_begin_failed(chat, h, u, &cap);
@@ -650,12 +654,16 @@ static void chathttp_poll(wshub_chat_t *chat, wshub_http_t *h,
   }
   char token[CHATHTTP_TOKEN_LEN + 1];
   snprintf(token, sizeof(token), "%s", u->token);
-  if (has_after < 0 || r->last_id > after) {
+  /* A new session, or an `after` this room never reached (a client from
+   * before a restart), gets the recent messages at once: holding it would
+   * keep it from learning its token (and the ids) for the whole wait. */
+  int recent = has_after < 0 || fresh || after > r->last_id;
+  if (recent || r->last_id > after) {
     /* Messages are there (or the client asks for the recent ones). */
     wshub_jbuf_t msgs;
     wshub_jbuf_init(&msgs, 0);
-    chat_history(chat, r, has_after > 0 ? after : 0,
-                 has_after > 0 ? chat->cfg.history : 50, u->id, &msgs);
+    chat_history(chat, r, recent ? 0 : after, recent ? 50 : chat->cfg.history,
+                 u->id, &msgs);
     uint64_t last_id = r->last_id;
     chathttp_touch(u);
     uv_mutex_unlock(&chat->lock);
@@ -750,7 +758,8 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
   chat_capture_t cap = {0};
   chat_ctx_t x = {chat, s, NULL, NULL, NULL};
   chat_http_sweep(&x);
-  chat_user_t *u = x.user = chathttp_session(chat, s, req, room);
+  int fresh;
+  chat_user_t *u = x.user = chathttp_session(chat, s, req, room, &fresh);
   x.cap = &cap;
   if (u == NULL) {
     uv_mutex_unlock(&chat->lock);

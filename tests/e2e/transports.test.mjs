@@ -1143,8 +1143,9 @@ describe('polling and long polling', () => {
     assert204(await p.poll({ room, after: 4, wait: 1 }, { ms: 10000 }));
     // wait=0: plain polling, 204.
     assert204(await p.poll({ room, after: 4, wait: 0 }));
-    // after beyond the newest: nothing to give either.
-    assert204(await p.poll({ room, after: 1000, wait: 0 }));
+    // after beyond the newest (a client from before a restart): the recent
+    // messages at once, so it can start again from last_id — never held.
+    assertPoll(await p.poll({ room, after: 1000, wait: 10 }), { room, ids: [1, 2, 3, 4], lastId: 4, selfId: p.id });
     // The session's own message: own true.
     assert.equal(await p.say('mine'), 5);
     const mine = assertPoll(await p.poll({ room, after: 4, wait: 0 }), { room, ids: [5], lastId: 5, selfId: p.id });
@@ -1177,6 +1178,10 @@ describe('polling and long polling', () => {
     const empty = uniqueRoom('poll-empty');
     const p0 = new HttpSession(server.port, 'empty');
     assertPoll(await p0.poll({ room: empty }), { room: empty, ids: [], lastId: 0 });
+    // A new session's first poll is never held, even with after and wait:
+    // it answers long before the 10 s it asks for (bounded here by 5 s).
+    const p1 = new HttpSession(server.port, 'first');
+    assertPoll(await p1.poll({ room: empty, after: 0, wait: 10 }, { ms: 5000 }), { room: empty, ids: [], lastId: 0 });
     const w = await tr.join(server.port, { room });
     for (let i = 1; i <= 60; i++) w.send(`m${i}`);
     await w.nextN('message', 60);
@@ -1406,7 +1411,7 @@ describe('session expiry (--session-timeout 1)', () => {
     const reader = new HttpSession(server.port, 'reader');
     const st = await reader.stream({ room });
     assert.deepEqual((await w.next({ type: 'join', room })).member, reader.member);
-    const held = holder.poll({ room, after: 1000, wait: 3 }, { ms: 10000 });
+    const held = holder.poll({ room, after: 0, wait: 3 }, { ms: 10000 });
     await w.expectNothing('leave', 2500);
     assert204(await held);
     st.close();
@@ -1423,7 +1428,7 @@ describe('session expiry (--session-timeout 1)', () => {
     // A long poll (wait 20 s) on a connection of our own, then dropped.
     const c = await Conn.open(server.port);
     streams.add(c);
-    c.write(reqBytes('GET', target('/poll', { room, after: 1000, wait: 20 }),
+    c.write(reqBytes('GET', target('/poll', { room, after: 0, wait: 20 }),
       { 'X-Wshub-Session': p.token }, ''));
     await w.expectNothing('leave', 1500); // held: the session stays
     c.destroy();
