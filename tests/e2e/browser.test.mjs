@@ -6,7 +6,11 @@
 // rooms and their isolation, unread counts, direct messages, markup shown
 // as text, reconnect with backoff after a drop, resume of every room, a
 // server restarted on the same port, a phone-sized screen) and the two
-// lecture pages from tests/e2e/fixtures/, which must work unchanged.
+// lecture pages from tests/e2e/fixtures/, which must work unchanged; and the
+// chat page over the HTTP transports: forced to ?transport=sse and
+// ?transport=poll next to a WebSocket page, across a server restart, and
+// falling back by itself when upgrades are refused (--ws-path) or a proxy
+// breaks WebSockets and event streams.
 // A screenshot of two users chatting goes to $WSHUB_BUILD_DIR/chat.png.
 //
 // Run: node --test tests/e2e/browser.test.mjs (WSHUB_BIN picks the binary,
@@ -21,6 +25,8 @@ import { startServer } from './lib/server.mjs';
 import {
   launchBrowser, openPage, until, waitForFrame, jsonFrames, startServerOnPort,
 } from './lib/browser.mjs';
+import { UI_WAIT_MS } from './lib/browser.mjs';
+import http from 'node:http';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PUBLIC = path.resolve(HERE, '../../public');
@@ -492,5 +498,390 @@ describe('lecture pages (tests/e2e/fixtures)', () => {
     noPageErrors(one, two);
     await one.context.close();
     await two.context.close();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The chat page over the HTTP transports (docs/PROTOCOL.md, "HTTP
+// transports"): forced with ?transport=sse / ?transport=poll, and the
+// fallback to Server-Sent Events when WebSocket upgrades are refused.
+
+// Like openPage, but the context also records every HTTP request the page
+// makes (method, path, query, headers, body) and the session tokens the
+// server hands out, so a test can tell which transport was really used.
+async function openTracked(browser, url) {
+  const context = await browser.newContext({
+    viewport: { width: 1200, height: 760 },
+    deviceScaleFactor: 1,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+  });
+  context.setDefaultTimeout(UI_WAIT_MS);
+  context.setDefaultNavigationTimeout(UI_WAIT_MS);
+  const page = await context.newPage();
+  const log = { sockets: [], sent: [], received: [], errors: [], console: [], requests: [], tokens: new Set() };
+  page.on('websocket', (ws) => log.sockets.push(ws.url()));
+  page.on('request', (req) => {
+    const u = new URL(req.url());
+    log.requests.push({
+      method: req.method(), path: u.pathname, query: u.searchParams, headers: req.headers(),
+      body: req.postData(),
+    });
+  });
+  page.on('response', (res) => {
+    const t = res.headers()['x-wshub-session'];
+    if (t) log.tokens.add(t);
+  });
+  page.on('pageerror', (e) => log.errors.push(e));
+  page.on('console', (m) => log.console.push(`${m.type()}: ${m.text()}`));
+  await page.goto(url, { waitUntil: 'load' });
+  return { context, page, log };
+}
+
+const TOKEN_RE = /^[0-9a-f]{32}$/;
+const RECOVER_MS = 20000; // bound on coming back after a server restart
+
+// waitMembers with a longer bound (after a server restart).
+async function waitMembersWithin(page, nicks, what, ms) {
+  await until(page, (want) => {
+    const got = [...document.querySelectorAll('#members > li')].map((li) => li.dataset.nick).sort();
+    return JSON.stringify(got) === JSON.stringify([...want].sort());
+  }, nicks, what, ms);
+}
+
+const requestsTo = (user, method, p) => user.log.requests.filter((r) => r.method === method && r.path === p);
+const postedJson = (user) => requestsTo(user, 'POST', '/messages').map((r) => JSON.parse(r.body));
+
+// Sets the nickname through the form on a page that has no WebSocket:
+// waits for the page to say it took.
+async function setNickHttp(user, nick) {
+  await user.page.fill('#nick', nick);
+  await user.page.press('#nick', 'Enter');
+  await until(user.page, (n) => [...document.querySelectorAll('#messages li.line[data-type="nick"]')]
+    .some((li) => li.querySelector('.line-text').textContent === `You are now known as ${n}`),
+  nick, `"You are now known as ${nick}" shown`);
+  assert.equal(await user.page.inputValue('#nick'), nick);
+}
+
+// Every POST /messages carried a session token the server had issued, in
+// the X-Wshub-Session header.
+function assertPostsCarryToken(user) {
+  const posts = requestsTo(user, 'POST', '/messages');
+  assert.ok(posts.length > 0, 'the page sent with POST /messages');
+  for (const r of posts) {
+    const t = r.headers['x-wshub-session'];
+    assert.match(t ?? '', TOKEN_RE, `X-Wshub-Session on ${r.body}`);
+    assert.ok(user.log.tokens.has(t), `token ${t} was issued by the server`);
+    assert.match(r.headers['content-type'] ?? '', /^application\/json/);
+  }
+}
+
+// A reverse proxy on a free loopback port in front of wshub that breaks what
+// some proxies break: it refuses every WebSocket upgrade (502) and answers
+// /events with 404; every other request is passed through unchanged.
+function startBreakingProxy(targetPort) {
+  const server = http.createServer((req, res) => {
+    if (new URL(req.url, 'http://proxy').pathname === '/events') {
+      res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': '15' });
+      res.end('no streams here');
+      return;
+    }
+    const up = http.request({
+      host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers,
+    }, (ur) => {
+      res.writeHead(ur.statusCode, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  server.on('upgrade', (req, socket) => {
+    socket.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({
+      port: server.address().port,
+      stop: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    }));
+  });
+}
+
+describe('chat page over the HTTP transports (SSE, long polling, fallback)', () => {
+  let browser;
+  let srv;
+  let url;
+  let wendy;
+  let sam;
+  let pia;
+  const extra = [];
+
+  before(async () => {
+    browser = await launchBrowser();
+    srv = await startServer(PUBLIC);
+    url = `http://127.0.0.1:${srv.port}/`;
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    for (const s of extra) await s.stop();
+    if (srv) {
+      const res = await srv.stop();
+      assert.ok(res.wasRunning, `server died during the test\n${srv.tail()}`);
+      assert.equal(res.code, 0, `server exit code on SIGTERM\n${srv.tail()}`);
+    }
+  });
+
+  test('?transport=sse and ?transport=poll pages chat with a WebSocket page', async () => {
+    wendy = await openPage(browser, url);
+    await statusIs(wendy.page, 'open');
+    await setNick(wendy, 'wendy');
+    await sendText(wendy, 'before the others came');
+    await waitMessage(wendy.page, 'before the others came');
+
+    // The SSE page: no WebSocket at all, history on arrival, a nickname.
+    sam = await openTracked(browser, `${url}?transport=sse`);
+    await statusIs(sam.page, 'open');
+    assert.equal(await sam.page.textContent('#transport'), 'Server-Sent Events');
+    assert.equal(await sam.page.getAttribute('#transport', 'data-transport'), 'sse');
+    assert.deepEqual(await waitMessage(sam.page, 'before the others came'),
+      { type: 'message', id: '1', own: 'false', from: 'wendy', text: 'before the others came' });
+    await setNickHttp(sam, 'sam');
+    await until(sam.page, () => document.querySelector('#members li[data-self="true"]')?.dataset.nick === 'sam',
+      null, 'sam\'s own entry in #members renamed');
+
+    // The long-polling page.
+    pia = await openTracked(browser, `${url}?transport=poll`);
+    await statusIs(pia.page, 'open');
+    assert.equal(await pia.page.textContent('#transport'), 'long polling');
+    assert.equal(await pia.page.getAttribute('#transport', 'data-transport'), 'poll');
+    assert.deepEqual(await waitMessage(pia.page, 'before the others came'),
+      { type: 'message', id: '1', own: 'false', from: 'wendy', text: 'before the others came' });
+    await setNickHttp(pia, 'pia');
+
+    // Presence: the WebSocket and SSE pages list all three; the polling
+    // page says it cannot know.
+    await waitMembers(wendy.page, ['wendy', 'sam', 'pia'], 'wendy lists the HTTP sessions too');
+    await waitMembers(sam.page, ['wendy', 'sam', 'pia'], 'the SSE page lists everyone');
+    assert.equal(await pia.page.isVisible('#members-note'), true, 'polling page explains the missing member list');
+    assert.equal(await pia.page.textContent('#member-count'), '?');
+    assert.equal(await sam.page.isVisible('#members-note'), false);
+
+    // One message from each, seen by all three with the right nick and own flag.
+    await sendText(sam, 'hello from sse');
+    assert.deepEqual(await waitMessage(sam.page, 'hello from sse'),
+      { type: 'message', id: '2', own: 'true', from: 'sam (you)', text: 'hello from sse' });
+    for (const u of [wendy, pia]) {
+      assert.deepEqual(await waitMessage(u.page, 'hello from sse'),
+        { type: 'message', id: '2', own: 'false', from: 'sam', text: 'hello from sse' });
+    }
+    await sendText(pia, 'hello from poll', 'enter');
+    assert.deepEqual(await waitMessage(pia.page, 'hello from poll'),
+      { type: 'message', id: '3', own: 'true', from: 'pia (you)', text: 'hello from poll' });
+    for (const u of [wendy, sam]) {
+      assert.deepEqual(await waitMessage(u.page, 'hello from poll'),
+        { type: 'message', id: '3', own: 'false', from: 'pia', text: 'hello from poll' });
+    }
+    await sendText(wendy, 'hello from ws');
+    assert.deepEqual(await waitMessage(wendy.page, 'hello from ws'),
+      { type: 'message', id: '4', own: 'true', from: 'wendy (you)', text: 'hello from ws' });
+    for (const u of [sam, pia]) {
+      assert.deepEqual(await waitMessage(u.page, 'hello from ws'),
+        { type: 'message', id: '4', own: 'false', from: 'wendy', text: 'hello from ws' });
+    }
+    for (const u of [wendy, sam, pia]) {
+      assert.deepEqual((await shownMessages(u.page)).map((m) => m.id), ['1', '2', '3', '4'],
+        'every lobby message once, in order');
+    }
+    // Once its own message came back, the polling page knows who it is.
+    await until(pia.page, () => document.querySelector('#members li[data-self="true"]')?.dataset.nick === 'pia',
+      null, 'the polling page lists itself');
+
+    // What went over the wire.
+    for (const u of [sam, pia]) {
+      assert.deepEqual(u.log.sockets, [], 'no WebSocket opened');
+      assertPostsCarryToken(u);
+    }
+    assert.deepEqual(postedJson(sam), [
+      { type: 'nick', name: 'sam' },
+      { type: 'message', room: 'lobby', text: 'hello from sse' },
+    ]);
+    assert.deepEqual(postedJson(pia), [
+      { type: 'nick', name: 'pia' },
+      { type: 'message', room: 'lobby', text: 'hello from poll' },
+    ]);
+    const streams = requestsTo(sam, 'GET', '/events');
+    assert.ok(streams.length >= 1);
+    for (const r of streams) {
+      assert.equal(r.query.get('room'), 'lobby');
+      assert.ok(sam.log.tokens.has(r.query.get('session')), 'the stream names the session in its query');
+    }
+    assert.equal(requestsTo(pia, 'GET', '/events').length, 0, 'the polling page opens no event stream');
+    const longPolls = requestsTo(pia, 'GET', '/poll').filter((r) => r.query.get('wait') === '25');
+    assert.ok(longPolls.length >= 1, 'long polls with wait=25');
+    for (const r of longPolls) {
+      assert.equal(r.query.get('room'), 'lobby');
+      assert.match(r.query.get('after') ?? '', /^\d+$/);
+      assert.match(r.headers['x-wshub-session'] ?? '', TOKEN_RE);
+    }
+    noPageErrors(wendy, sam, pia);
+  });
+
+  test('SSE page: a second room (its own stream), unread count, direct messages both ways, leave', async () => {
+    await sam.page.fill('#room-input', 'side');
+    await sam.page.press('#room-input', 'Enter');
+    await until(sam.page, () => document.querySelector('#rooms li[data-room="side"]')?.classList.contains('current'),
+      null, 'side joined and current on the SSE page');
+    assert.deepEqual(postedJson(sam).at(-1), { type: 'join', room: 'side' });
+    await until(sam.page, () => !document.querySelector('#send-button').disabled, null, 'can send in side');
+    await sendText(sam, 'sse in side');
+    assert.deepEqual(await waitMessage(sam.page, 'sse in side'),
+      { type: 'message', id: '1', own: 'true', from: 'sam (you)', text: 'sse in side' });
+    assert.ok(requestsTo(sam, 'GET', '/events').some((r) => r.query.get('room') === 'side'), 'a stream for side');
+    await waitMembers(sam.page, ['sam'], 'only sam in side');
+
+    // The lobby stream keeps running: a lobby message counts as unread.
+    await sendText(wendy, 'lobby while sam is away');
+    await waitMessage(wendy.page, 'lobby while sam is away');
+    await until(sam.page, () => document.querySelector('#rooms li[data-room="lobby"]')?.dataset.unread === '1',
+      null, 'lobby unread = 1 on the SSE page');
+    assert.ok(!(await shownMessages(sam.page)).some((m) => m.text === 'lobby while sam is away'));
+
+    // A direct message reaches the SSE page once, though it has two streams.
+    const wendyId = welcomeOf(wendy).id;
+    await wendy.page.click('#members li[data-nick="sam"] button');
+    await sendText(wendy, 'psst, sam');
+    await waitMessage(wendy.page, 'psst, sam');
+    await until(sam.page, (id) => document.querySelector(`#dms li[data-peer="${id}"]`)?.dataset.unread === '1',
+      wendyId, 'one unread DM from wendy');
+    await sam.page.click(`#dms li[data-peer="${wendyId}"] .tab-pick`);
+    assert.deepEqual(await waitMessage(sam.page, 'psst, sam'),
+      { type: 'direct', id: '', own: 'false', from: 'wendy', text: 'psst, sam' });
+    await sendText(sam, 'psst back');
+    assert.deepEqual(postedJson(sam).at(-1), { type: 'message', to: wendyId, text: 'psst back' });
+    assert.deepEqual(await waitMessage(sam.page, 'psst back'),
+      { type: 'direct', id: '', own: 'true', from: 'sam (you)', text: 'psst back' });
+    assert.deepEqual(await waitMessage(wendy.page, 'psst back'),
+      { type: 'direct', id: '', own: 'false', from: 'sam', text: 'psst back' });
+    await wendy.page.click('#rooms li[data-room="lobby"] .tab-pick');
+
+    // Leave side with its tab's close button.
+    await sam.page.click('#rooms li[data-room="side"] .tab-close');
+    await until(sam.page, () => !document.querySelector('#rooms li[data-room="side"]'), null, 'side tab removed');
+    assert.deepEqual(postedJson(sam).at(-1), { type: 'leave', room: 'side' });
+    assert.deepEqual(await sam.page.$$eval('#rooms > li', (l) => l.map((li) => li.dataset.room)), ['lobby']);
+    await sam.page.click('#rooms li[data-room="lobby"] .tab-pick');
+    await waitMessage(sam.page, 'lobby while sam is away');
+    assertPostsCarryToken(sam);
+    noPageErrors(wendy, sam);
+  });
+
+  test('the server restarts: the SSE and polling pages come back, renamed, and chat again', async () => {
+    const port = srv.port;
+    const old = srv;
+    srv = null;
+    const res = await old.stop();
+    assert.equal(res.wasRunning, true, `server alive before the restart\n${old.tail()}`);
+    assert.equal(res.code, 0, `exit code on SIGTERM\n${old.tail()}`);
+    srv = await startServerOnPort(PUBLIC, port);
+    for (const u of [wendy, sam, pia]) {
+      await until(u.page, () => [...document.querySelectorAll('#messages li.line[data-type="info"]')]
+        .some((li) => li.textContent.includes('server was restarted')), null, 'restart noticed', RECOVER_MS);
+      await until(u.page, () => document.querySelector('#status').textContent === 'open', null,
+        '#status open again after the restart', RECOVER_MS);
+    }
+    // The new sessions got their nicknames back.
+    await waitMembersWithin(wendy.page, ['wendy', 'sam', 'pia'], 'all three back in the lobby', RECOVER_MS);
+    await waitMembersWithin(sam.page, ['wendy', 'sam', 'pia'], 'the SSE page lists all three again', RECOVER_MS);
+
+    await sendText(wendy, 'after the restart');
+    for (const u of [sam, pia]) {
+      assert.deepEqual(await waitMessage(u.page, 'after the restart'),
+        { type: 'message', id: '1', own: 'false', from: 'wendy', text: 'after the restart' });
+    }
+    await sendText(sam, 'sse is back');
+    await sendText(pia, 'poll is back');
+    assert.equal((await waitMessage(sam.page, 'sse is back')).own, 'true');
+    assert.equal((await waitMessage(pia.page, 'poll is back')).own, 'true');
+    for (const u of [wendy, pia]) {
+      const m = await waitMessage(u.page, 'sse is back');
+      assert.equal(m.from, 'sam');
+      assert.equal(m.own, 'false');
+    }
+    for (const u of [wendy, sam]) {
+      const m = await waitMessage(u.page, 'poll is back');
+      assert.equal(m.from, 'pia');
+      assert.equal(m.own, 'false');
+    }
+    noPageErrors(wendy, sam, pia);
+  });
+
+  test('WebSocket upgrades refused (--ws-path /nowhere): the page falls back to SSE and chats', async () => {
+    const s2 = await startServer(PUBLIC, ['--ws-path', '/nowhere']);
+    extra.push(s2);
+    const u = `http://127.0.0.1:${s2.port}/`;
+    const ann = await openTracked(browser, u);
+    await statusIs(ann.page, 'open', 'open after falling back');
+    assert.equal(await ann.page.textContent('#transport'), 'Server-Sent Events');
+    assert.match(await ann.page.getAttribute('#transport', 'title'), /the WebSocket failed 2 times in a row/);
+    assert.deepEqual(ann.log.sockets, [u.replace('http:', 'ws:'), u.replace('http:', 'ws:')],
+      'two WebSocket attempts, then the fallback');
+    const bob = await openTracked(browser, u);
+    await statusIs(bob.page, 'open');
+    assert.equal(await bob.page.textContent('#transport'), 'Server-Sent Events');
+    await setNickHttp(ann, 'ann');
+    await setNickHttp(bob, 'bob');
+    await waitMembers(ann.page, ['ann', 'bob']);
+    await waitMembers(bob.page, ['ann', 'bob']);
+    await sendText(ann, 'no websocket, no problem');
+    assert.deepEqual(await waitMessage(ann.page, 'no websocket, no problem'),
+      { type: 'message', id: '1', own: 'true', from: 'ann (you)', text: 'no websocket, no problem' });
+    assert.deepEqual(await waitMessage(bob.page, 'no websocket, no problem'),
+      { type: 'message', id: '1', own: 'false', from: 'ann', text: 'no websocket, no problem' });
+    await sendText(bob, 'indeed');
+    assert.deepEqual(await waitMessage(ann.page, 'indeed'),
+      { type: 'message', id: '2', own: 'false', from: 'bob', text: 'indeed' });
+    for (const x of [ann, bob]) assertPostsCarryToken(x);
+    noPageErrors(ann, bob);
+    await ann.context.close();
+    await bob.context.close();
+  });
+
+  test('behind a proxy that breaks WebSockets and event streams: the page ends on long polling', async () => {
+    const proxy = await startBreakingProxy(srv.port);
+    extra.push(proxy);
+    const u = `http://127.0.0.1:${proxy.port}/`;
+    const pat = await openTracked(browser, u);
+    await until(pat.page, () => document.querySelector('#transport').dataset.transport === 'poll', null,
+      'fallen back to long polling', 20000);
+    await statusIs(pat.page, 'open', 'open on long polling');
+    assert.equal(await pat.page.textContent('#transport'), 'long polling');
+    assert.match(await pat.page.getAttribute('#transport', 'title'), /event streams failed 2 times in a row/);
+    assert.equal(pat.log.sockets.length, 2, 'two WebSocket attempts');
+    assert.equal(requestsTo(pat, 'GET', '/events').length, 2, 'two event streams tried');
+    await setNickHttp(pat, 'pat');
+
+    // A WebSocket page straight on the server, in the same room.
+    const wes = await openPage(browser, url);
+    await statusIs(wes.page, 'open');
+    await setNick(wes, 'wes');
+    await waitMembers(wes.page, ['wendy', 'sam', 'pia', 'pat', 'wes'], 'the proxied session is a member');
+    await sendText(pat, 'through the proxy');
+    const mine = await waitMessage(pat.page, 'through the proxy');
+    assert.equal(mine.own, 'true');
+    assert.equal(mine.from, 'pat (you)');
+    const theirs = await waitMessage(wes.page, 'through the proxy');
+    assert.equal(theirs.own, 'false');
+    assert.equal(theirs.from, 'pat');
+    await sendText(wes, 'straight from the server');
+    const back = await waitMessage(pat.page, 'straight from the server');
+    assert.equal(back.own, 'false');
+    assert.equal(back.from, 'wes');
+    assertPostsCarryToken(pat);
+    noPageErrors(pat, wes);
+    await pat.context.close();
+    await wes.context.close();
   });
 });
