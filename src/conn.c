@@ -354,8 +354,15 @@ void wshub_conn_flush(wshub_conn_t *c) {
     wshub_conn_close(c);
     return;
   }
-  if (c->state == WSHUB_CONN_CLOSING || c->wq_writing > 0)
+  if (c->state == WSHUB_CONN_CLOSING)
     return;
+  if (c->wq_writing > 0) {
+    /* The socket was full at the last attempt and still is: everything
+     * queued is waiting for the peer. A peer that never reads is caught
+     * here, however little was queued when its socket filled up. */
+    conn_backlogged(c, c->queued);
+    return;
+  }
   if (c->wq_head == c->wq_tail) {
     conn_maybe_shutdown(c);
     return;
