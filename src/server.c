@@ -201,7 +201,10 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
   uv_timer_init(loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_unref((uv_handle_t *)&s->shutdown_timer);
-  s->open_handles = 2;
+  uv_timer_init(loop, &s->accept_timer);
+  s->accept_timer.data = s;
+  uv_unref((uv_handle_t *)&s->accept_timer);
+  s->open_handles = 3;
   *out = s;
   return 0;
 }
@@ -217,10 +220,14 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
   wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
   size_t from_ip = server_ip_add(s, c);
   const char *full = NULL;
-  if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections)
+  if (from_ip == 0)
+    full = "out of memory";
+  else if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections)
     full = "server full: too many connections";
   else if (s->cfg.max_per_ip > 0 && from_ip > s->cfg.max_per_ip)
     full = "too many connections from your address";
+  else if (wshub_http_attach(c) != 0)
+    full = "out of memory";
   if (full != NULL) {
     /* Once per episode at warn level; the rest only at debug. */
     wshub_log(s, s->refusing ? WSHUB_LOG_DEBUG : WSHUB_LOG_WARN,
@@ -240,15 +247,31 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
     return 0;
   }
   s->refusing = 0;
-  r = wshub_http_attach(c);
-  if (r != 0)
-    wshub_conn_close(c);
-  return r;
+  return 0;
+}
+
+static void server_on_connection(uv_stream_t *listener, int status);
+
+/* Connections that could not be taken for want of memory wait in the
+ * backlog, and libuv stops watching their listener until one is: try
+ * again. */
+static void server_on_accept_retry(uv_timer_t *t) {
+  wshub_server_t *s = t->data;
+  unsigned paused = s->accept_paused;
+  s->accept_paused = 0;
+  for (int i = 0; i < s->nlisteners && !s->closing; i++)
+    if ((paused & (1u << i)) && !uv_is_closing((uv_handle_t *)&s->listeners[i]))
+      server_on_connection((uv_stream_t *)&s->listeners[i], 0);
 }
 
 static void server_on_connection(uv_stream_t *listener, int status) {
   wshub_server_t *s = listener->data;
   int r = status != 0 ? status : wshub_accept(s, listener);
+  if (r == UV_ENOMEM && status == 0) {
+    s->accept_paused |= 1u << ((uv_tcp_t *)listener - s->listeners);
+    if (!uv_is_active((uv_handle_t *)&s->accept_timer))
+      uv_timer_start(&s->accept_timer, server_on_accept_retry, 100, 0);
+  }
   /* Out of descriptors (EMFILE/ENFILE) and the like: libuv keeps the loop
    * from spinning; say so once, not once per attempt. */
   if (r != 0 && !s->accept_failing) {
@@ -389,6 +412,7 @@ static void server_maybe_done(wshub_server_t *s) {
   server_on_flush(&s->flush);
   uv_close((uv_handle_t *)&s->flush, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->shutdown_timer, server_on_handle_closed);
+  uv_close((uv_handle_t *)&s->accept_timer, server_on_handle_closed);
 }
 
 static void server_on_shutdown_timeout(uv_timer_t *t) {

@@ -28,7 +28,10 @@ struct wshub_server_s {
 
   uv_prepare_t flush; /* corks: flushes dirty connections once a turn */
   uv_timer_t shutdown_timer;
-  wshub_conn_t *conns; /* all open connections */
+  uv_timer_t accept_timer; /* retries connections not taken for want of
+                              memory */
+  unsigned accept_paused;  /* bit i: listeners[i] has one waiting */
+  wshub_conn_t *conns;     /* all open connections */
   size_t nconns;
   wshub_conn_t *dirty; /* connections with unflushed writes */
   void *wq_pool;       /* spare write-queue arrays (conn.c) */

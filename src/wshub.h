@@ -161,7 +161,8 @@ int wshub_listen_fd(wshub_server_t *server, uv_os_sock_t fd);
 
 /* For callers that accept themselves: call from the connection callback of
  * the caller's own listening uv_tcp_t; the accepted connection is served
- * by wshub. */
+ * by wshub. UV_ENOMEM: the connection could not be taken (libuv stops
+ * watching the listener until one is): call again a little later. */
 int wshub_accept(wshub_server_t *server, uv_stream_t *listener);
 
 /* The `user` pointer of the configuration (e.g. from a close callback). */
