@@ -251,15 +251,16 @@ static void conn_maybe_shutdown(wshub_conn_t *c) {
   c->shutting = 1;
   /* Rare, so not embedded in every connection. */
   uv_shutdown_t *req = malloc(sizeof(*req));
-  if (req == NULL) {
-    wshub_conn_close(c);
-    return;
-  }
-  req->data = c;
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
+  if (req != NULL) {
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0)
+      return;
     free(req);
-    wshub_conn_close(c);
   }
+  /* Close at the flush, not now: wshub_conn_end() callers go on using
+   * their protocol state, which closing would free. */
+  c->close_later = 1;
+  wshub_server_mark_dirty(c->server, c);
 }
 
 static void conn_release_written(wshub_conn_t *c, size_t n) {
