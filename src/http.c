@@ -295,10 +295,10 @@ int wshub_http_send_head(wshub_http_t *h, int status, const char *extra,
       "\r\nDate: %s\r\n%s%sContent-Length: %llu\r\n\r\n",
       status, wshub_http_reason(status), wshub_server_date(s), conn_hdr,
       extra ? extra : "", (unsigned long long)content_length);
-  if (b == NULL)
-    return UV_ENOMEM;
-  int r = wshub_conn_send_buf(h->conn, b);
+  int r = b != NULL ? wshub_conn_send_buf(h->conn, b) : UV_ENOMEM;
   wshub_buf_unref(b);
+  if (r != 0)
+    h->closing = 1; /* no answer: the connection cannot go on */
   wshub_log(s, WSHUB_LOG_DEBUG, "%s \"%s %.*s\" %d", h->conn->peer,
             llhttp_method_name(h->req.method), (int)h->req.target_len,
             h->req.target ? h->req.target : "", status);
@@ -320,8 +320,9 @@ void wshub_http_error(wshub_http_t *h, int status, const char *detail,
     h->keep_alive = 0;
   wshub_log(http_server(h), WSHUB_LOG_INFO, "%s: %d %s", h->conn->peer, status,
             detail ? detail : wshub_http_reason(status));
-  if (wshub_http_send_head(h, status, hdrs, (uint64_t)n) == 0 && !h->is_head)
-    wshub_conn_send_copy(h->conn, body, (size_t)n);
+  if (wshub_http_send_head(h, status, hdrs, (uint64_t)n) == 0 && !h->is_head &&
+      wshub_conn_send_copy(h->conn, body, (size_t)n) != 0)
+    h->closing = 1; /* the head promised a body */
   wshub_http_finish(h);
 }
 
@@ -347,8 +348,9 @@ static int http_answer(wshub_http_t *h, int status, const char *content_type,
     return r;
   }
   r = wshub_http_send_head(h, status, extra, len);
-  if (r == 0 && len > 0 && !h->is_head)
-    r = wshub_conn_send_copy(h->conn, body, len);
+  if (r == 0 && len > 0 && !h->is_head &&
+      (r = wshub_conn_send_copy(h->conn, body, len)) != 0)
+    h->closing = 1; /* the head promised a body */
   wshub_http_finish(h);
   return r;
 }
@@ -505,10 +507,14 @@ static int http_route(wshub_http_t *h) {
   char resp[512];
   size_t n = wshub_handshake_response(&hs, resp, sizeof(resp));
   size_t mark = wshub_conn_mark(c);
-  if (n == 0 || wshub_conn_send_copy(c, resp, n) != 0) {
+  int err = n == 0 ? UV_E2BIG : wshub_conn_send_copy(c, resp, n);
+  if (err != 0) {
     wshub_ws_discard(ws);
-    wshub_conn_close(c);
-    return 1;
+    wshub_http_error(h, err == UV_ENOMEM ? 503 : 500,
+                     err == UV_ENOMEM ? "out of memory"
+                                      : "cannot build the handshake response",
+                     1, NULL);
+    return 0;
   }
   /* The application may refuse; what it sent during on_open follows the
    * 101 in the queue, and none of it has left yet (writes are corked). */
