@@ -232,11 +232,11 @@ static void static_free(wshub_static_resp_t *r) {
   free(r);
 }
 
-/* The response cannot be completed as promised: drop the connection. */
+/* The response cannot be completed as promised: drop the connection. Its
+ * on_free detaches the response, which frees it (no callback is pending:
+ * every caller runs after the response's last one). */
 static void static_abort(wshub_static_resp_t *r) {
-  wshub_conn_t *c = r->conn;
-  static_free(r);
-  wshub_conn_close(c);
+  wshub_conn_close(r->conn);
 }
 
 static void static_done(wshub_static_resp_t *r) {
