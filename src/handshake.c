@@ -215,7 +215,7 @@ int wshub_handshake_check(const wshub_request_t *req,
       return handshake_fail(out, 426, "Sec-WebSocket-Version must be 13");
   }
   if (wshub_handshake_accept_key(v, len, out->accept) != 0)
-    return handshake_fail(out, 400, "cannot compute Sec-WebSocket-Accept");
+    return handshake_fail(out, 500, "cannot compute Sec-WebSocket-Accept");
   out->protocol = handshake_pick(req, protocols, nprotocols);
   out->status = 101;
   out->reason = "";
