@@ -51,17 +51,23 @@ wshub_buf_t *wshub_frame_build_parts(uint8_t opcode, const uv_buf_t *parts,
   return b;
 }
 
-wshub_buf_t *wshub_frame_close(uint16_t code, const char *reason) {
-  uint8_t p[125];
+size_t wshub_frame_close_into(uint8_t out[WSHUB_FRAME_CLOSE_MAX], uint16_t code,
+                              const char *reason) {
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123) {
     rl = 123;
     while (rl > 0 && ((uint8_t)reason[rl] & 0xc0) == 0x80)
       rl--; /* do not cut a character in half */
   }
-  p[0] = (uint8_t)(code >> 8);
-  p[1] = (uint8_t)code;
+  size_t h = wshub_frame_header(out, WSHUB_OP_CLOSE, 2 + rl);
+  out[h] = (uint8_t)(code >> 8);
+  out[h + 1] = (uint8_t)code;
   if (rl > 0)
-    memcpy(p + 2, reason, rl);
-  return wshub_frame_build(WSHUB_OP_CLOSE, p, 2 + rl);
+    memcpy(out + h + 2, reason, rl);
+  return h + 2 + rl;
+}
+
+wshub_buf_t *wshub_frame_close(uint16_t code, const char *reason) {
+  uint8_t f[WSHUB_FRAME_CLOSE_MAX];
+  return wshub_buf_copy(f, wshub_frame_close_into(f, code, reason));
 }

@@ -39,4 +39,10 @@ wshub_buf_t *wshub_frame_build_parts(uint8_t opcode, const uv_buf_t *parts,
  * UTF-8 character boundary). */
 wshub_buf_t *wshub_frame_close(uint16_t code, const char *reason);
 
+/* The same frame written into `out`, without allocating (for when memory
+ * has run out); returns its length. */
+#define WSHUB_FRAME_CLOSE_MAX (2 + 125)
+size_t wshub_frame_close_into(uint8_t out[WSHUB_FRAME_CLOSE_MAX], uint16_t code,
+                              const char *reason);
+
 #endif

@@ -230,6 +230,8 @@ int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame) {
     wshub_ws_drop_slow(c->ws);
     return 0;
   }
+  if (r == UV_ENOMEM) /* it would miss this frame: it goes too */
+    wshub_ws_drop(c->ws, 1011, "internal error");
   return r;
 }
 

@@ -77,7 +77,9 @@ uint64_t wshub_hub_id_number(const char *id);
 /* Leaves every room, unregisters and frees the client. */
 void wshub_hub_client_free(wshub_client_t *c);
 
-/* Queues a prebuilt frame (frame.c) to one client / a room's members. */
+/* Queues a prebuilt frame (frame.c) to one client / a room's members. A
+ * client whose queue cannot take it (out of memory) is disconnected with
+ * close 1011, a slow consumer with 1008. */
 int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame);
 /* Skips the members whose owner is except_owner (0: none). */
 int wshub_hub_room_send_frame(wshub_server_t *s, const char *room,

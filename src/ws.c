@@ -103,24 +103,32 @@ int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
   return wshub_conn_send_buf(ws->conn, frame);
 }
 
-void wshub_ws_drop_slow(wshub_ws_t *ws) {
+static const wshub_proto_t ws_proto;
+
+void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->dead || !wshub_conn_is_open(ws->conn))
     return;
   wshub_conn_t *c = ws->conn;
-  wshub_log(c->server, WSHUB_LOG_WARN,
-            "%s: slow consumer (%zu bytes queued), disconnecting", c->peer,
-            c->queued);
   ws->failed = 1;
-  /* Say why, if the socket takes it at once; the queue is dropped. */
-  wshub_buf_t *f = wshub_frame_close(1008, "slow consumer: too many bytes "
-                                           "queued");
-  if (f != NULL) {
-    uv_buf_t b = uv_buf_init(f->data, (unsigned)f->len);
-    if (c->wq_writing == 0)
-      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    wshub_buf_unref(f);
+  /* Say why, if the socket takes it at once and the stream is between
+   * frames (nothing in flight; before the 101 has gone out, or after a
+   * close frame, nothing may be said); the queue is dropped. */
+  if (c->proto == &ws_proto && !ws->closing && c->wq_writing == 0) {
+    uint8_t f[WSHUB_FRAME_CLOSE_MAX];
+    uv_buf_t b = uv_buf_init((char *)f,
+                             (unsigned)wshub_frame_close_into(f, code, reason));
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   }
   wshub_conn_close_later(c);
+}
+
+void wshub_ws_drop_slow(wshub_ws_t *ws) {
+  if (ws->dead || !wshub_conn_is_open(ws->conn))
+    return;
+  wshub_log(ws->conn->server, WSHUB_LOG_WARN,
+            "%s: slow consumer (%zu bytes queued), disconnecting",
+            ws->conn->peer, ws->conn->queued);
+  wshub_ws_drop(ws, 1008, "slow consumer: too many bytes queued");
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx,
@@ -305,15 +313,18 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
 void wshub_ws_close(wshub_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->dead || ws->closing || !wshub_conn_is_open(ws->conn))
     return;
-  if (ws_ctx_acquire(ws) != 0) {
-    wshub_conn_close(ws->conn);
-    return;
-  }
-  ws->closing = 1;
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123)
     rl = 123;
-  wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
+  if (ws_ctx_acquire(ws) != 0 ||
+      wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl) !=
+          0) {
+    /* Out of memory: no closing handshake, the connection just goes (at
+     * the end of the loop turn: the caller may be inside a callback). */
+    wshub_conn_close_later(ws->conn);
+    return;
+  }
+  ws->closing = 1;
   if (!ws->in_recv)
     ws_proceed(ws, NULL, 0);
   else if (wslay_event_send(ws->ctx) != 0)

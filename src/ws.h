@@ -37,6 +37,10 @@ void wshub_ws_discard(wshub_ws_t *ws);
 /* The client is too slow to keep up: disconnect it at the end of this loop
  * turn (not now: the caller may be walking a member list). */
 void wshub_ws_drop_slow(wshub_ws_t *ws);
+/* The same for any reason (e.g. 1011 when a frame owed to the client
+ * could not be queued): a best-effort close frame, written without
+ * allocating, then the connection goes at the end of the loop turn. */
+void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason);
 
 /* Sends a prebuilt frame (frame.c). UV_ECANCELED once closing. */
 int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame);

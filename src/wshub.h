@@ -189,8 +189,10 @@ const char *wshub_strerror(int err);
  * on_open until on_close returns. Sending never blocks: the frame is built
  * once and queued; a client whose queue passes max_backlog is disconnected
  * as a slow consumer (without slowing anyone else down). Sends return 0,
- * UV_ECANCELED if the client is closing, or UV_ENOMEM. Room names are
- * NUL-terminated strings; rooms exist while they have members. */
+ * UV_ECANCELED if the client is closing, or UV_ENOMEM (out of memory; a
+ * client whose queue could not take the frame is disconnected with close
+ * 1011, as it would have missed a message). Room names are NUL-terminated
+ * strings; rooms exist while they have members. */
 const char *wshub_client_id(const wshub_client_t *c); /* "c<number>" */
 const char *wshub_client_remote(const wshub_client_t *c);
 wshub_server_t *wshub_client_server(const wshub_client_t *c);
