@@ -17,10 +17,21 @@
  * keeps that text; a joining or resuming client's history array is
  * spliced together from it, with "own" flipped on the receiver's own
  * messages.
+ *
+ * Out of memory: whatever a client's request needs is built before the
+ * chat's state changes where that is possible (a join, a message, a
+ * leave), and a reply or notice that cannot be built marks the request as
+ * failed (chat_ctx_t.failed): a WebSocket client is then closed with 1011
+ * "internal error" (its upgrade refused with 503 if it was being
+ * welcomed), an HTTP session's request is answered 503 (chathttp.c), and
+ * a departure undoes the memberships as usual. A recipient whose queue
+ * cannot take a frame is dropped by the hub. Presence notices of a
+ * departing client are best effort.
  */
 #include "chat.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +87,7 @@ wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
 static void chat_on_sweep(uv_timer_t *t) {
   wshub_chat_t *chat = t->data;
   uv_mutex_lock(&chat->lock);
-  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL};
+  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
   chat_http_sweep(&x);
   uv_mutex_unlock(&chat->lock);
 }
@@ -240,13 +251,29 @@ static json_t *chat_member(const chat_user_t *u) {
   return json_pack("{s:s, s:s}", "id", u->id, "nick", u->nick);
 }
 
+char *chat_dump(const json_t *o, size_t flags, size_t *len) {
+  char stack[4096];
+  size_t n = o ? json_dumpb(o, stack, sizeof(stack), flags) : 0;
+  char *s = n > 0 ? malloc(n + 1) : NULL;
+  if (s == NULL)
+    return NULL;
+  if (n <= sizeof(stack)) {
+    memcpy(s, stack, n);
+  } else if (json_dumpb(o, s, n, flags) != n) {
+    free(s);
+    return NULL;
+  }
+  s[n] = '\0';
+  *len = n;
+  return s;
+}
+
 /* The user's member object as JSON text (cached until the nick changes);
  * NULL if out of memory. */
 static const char *chat_member_json(chat_user_t *u) {
   if (u->member_json == NULL) {
     json_t *m = chat_member(u);
-    u->member_json = m ? json_dumps(m, JSON_COMPACT) : NULL;
-    u->member_json_len = u->member_json ? strlen(u->member_json) : 0;
+    u->member_json = chat_dump(m, JSON_COMPACT, &u->member_json_len);
     json_decref(m);
   }
   return u->member_json;
@@ -259,20 +286,40 @@ json_t *chat_msg(const char *type, const char *text) {
                    text);
 }
 
-/* One frame holding o as compact JSON; NULL if out of memory. */
+/* chat_msg() plus the fields of `fmt`, a json_pack() object format.
+ * NULL if out of memory (values passed with "o" are released either
+ * way). */
+static json_t *chat_msgf(const char *type, const char *text, const char *fmt,
+                         ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  json_t *more = json_vpack_ex(NULL, 0, fmt, ap);
+  va_end(ap);
+  json_t *o = chat_msg(type, text);
+  if (o == NULL || more == NULL || json_object_update(o, more) != 0) {
+    json_decref(o);
+    o = NULL;
+  }
+  json_decref(more);
+  return o;
+}
+
+/* One frame holding o as compact JSON; NULL if out of memory (or o is
+ * NULL). */
 static wshub_buf_t *chat_frame(const json_t *o) {
-  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  size_t len;
+  char *s = chat_dump(o, JSON_COMPACT, &len);
   if (s == NULL)
     return NULL;
-  wshub_buf_t *f = wshub_frame_build(WSHUB_OP_TEXT, s, strlen(s));
+  wshub_buf_t *f = wshub_frame_build(WSHUB_OP_TEXT, s, len);
   free(s);
   return f;
 }
 
 /* A frame for user u: to its WebSocket, or to the event streams of an HTTP
  * session — those of `room`, or all of them when room is NULL. */
-static void chat_deliver(const chat_ctx_t *x, const chat_user_t *u,
-                         wshub_buf_t *f, const char *room) {
+static void chat_deliver(chat_ctx_t *x, const chat_user_t *u, wshub_buf_t *f,
+                         const char *room) {
   if (u->token == NULL) {
     chat_bus_to(x->chat->bus, x->server, u->id, f);
     return;
@@ -284,28 +331,32 @@ static void chat_deliver(const chat_ctx_t *x, const chat_user_t *u,
 
 /* To user u (the actor or a direct message's target); `room` is the room
  * the message is about, NULL for none. */
-static void chat_send_to(const chat_ctx_t *x, const chat_user_t *u,
-                         const json_t *o, const char *room) {
+static void chat_send_to(chat_ctx_t *x, const chat_user_t *u, const json_t *o,
+                         const char *room) {
   wshub_buf_t *f = chat_frame(o);
   if (f != NULL)
     chat_deliver(x, u, f, room);
+  else
+    x->failed = 1;
   wshub_buf_unref(f);
 }
 
-static void chat_send(const chat_ctx_t *x, const json_t *o, const char *room) {
+static void chat_send(chat_ctx_t *x, const json_t *o, const char *room) {
   chat_send_to(x, x->user, o, room);
 }
 
 /* To every member of room except `except` (an id, or NULL). */
-static void chat_send_room(const chat_ctx_t *x, const char *room,
-                           const json_t *o, const char *except) {
+static void chat_send_room(chat_ctx_t *x, const char *room, const json_t *o,
+                           const char *except) {
   wshub_buf_t *f = chat_frame(o);
   if (f != NULL)
     chat_bus_room(x->chat->bus, x->server, room, f, except);
+  else
+    x->failed = 1;
   wshub_buf_unref(f);
 }
 
-void chat_error(const chat_ctx_t *x, const char *code, const char *text) {
+void chat_error(chat_ctx_t *x, const char *code, const char *text) {
   if (x->cap != NULL) { /* an HTTP request: its answer says it */
     if (x->cap->code == NULL) {
       x->cap->code = code;
@@ -313,8 +364,7 @@ void chat_error(const chat_ctx_t *x, const char *code, const char *text) {
     }
     return;
   }
-  json_t *o = chat_msg("error", text);
-  json_object_set_new(o, "code", json_string(code));
+  json_t *o = chat_msgf("error", text, "{s:s}", "code", code);
   chat_send(x, o, NULL);
   json_decref(o);
 }
@@ -395,37 +445,41 @@ static void chat_member_remove(const wshub_chat_t *chat, chat_room_t *r,
 }
 
 /* The JSON array of the first presence_limit members, cached in the room
- * until it changes (a reconnect storm re-sends the same list many times). */
+ * until it changes (a reconnect storm re-sends the same list many times).
+ * NULL if out of memory. */
 static const char *chat_members_json(const wshub_chat_t *chat, chat_room_t *r,
                                      size_t *len) {
   if (r->members_json == NULL) {
     json_t *list = json_array();
-    for (size_t i = 0; i < r->n && i < chat->cfg.presence_limit; i++)
-      json_array_append_new(list, chat_member(r->members[i]));
-    r->members_json = json_dumps(list, JSON_COMPACT);
-    r->members_json_len = r->members_json ? strlen(r->members_json) : 0;
+    int bad = list == NULL;
+    for (size_t i = 0; i < r->n && i < chat->cfg.presence_limit && !bad; i++)
+      bad = json_array_append_new(list, chat_member(r->members[i])) != 0;
+    if (!bad)
+      r->members_json = chat_dump(list, JSON_COMPACT, &r->members_json_len);
     json_decref(list);
   }
   *len = r->members_json_len;
-  return r->members_json ? r->members_json : "[]";
+  return r->members_json;
 }
 
 /* Sends o, about `room`, to the acting client (or to the client `to`) with
  * two fields spliced in as JSON text: `key` (a history array) and, when r
- * is not NULL, "members" (r's cached list) with "member_count". */
-static void chat_send_spliced(const chat_ctx_t *x, json_t *o, const char *key,
+ * is not NULL, "members" (r's cached list) with "member_count". o NULL:
+ * it could not be built (x->failed is set, as for any failure here). */
+static void chat_send_spliced(chat_ctx_t *x, json_t *o, const char *key,
                               const wshub_jbuf_t *value, chat_room_t *r,
                               const char *room, const char *to) {
-  if (r != NULL)
-    json_object_set_new(o, "member_count", json_integer((json_int_t)r->n));
-  char *s = json_dumps(o, JSON_COMPACT);
-  if (s == NULL || value->failed) {
-    free(s);
-    chat_error(x, "internal", "Out of memory");
+  size_t sl = 0, ml = 0;
+  const char *m = r != NULL ? chat_members_json(x->chat, r, &ml) : NULL;
+  char *s = NULL;
+  if (o != NULL && !value->failed && (r == NULL || m != NULL) &&
+      (r == NULL || json_object_set_new(o, "member_count",
+                                        json_integer((json_int_t)r->n)) == 0))
+    s = chat_dump(o, JSON_COMPACT, &sl);
+  if (s == NULL) {
+    x->failed = 1;
     return;
   }
-  size_t sl = strlen(s), ml = 0;
-  const char *m = r != NULL ? chat_members_json(x->chat, r, &ml) : NULL;
   char name[32];
   int nl = snprintf(name, sizeof(name), ",\"%s\":", key);
   /* s is an object: splice the fields in before its closing brace. */
@@ -441,9 +495,11 @@ static void chat_send_spliced(const chat_ctx_t *x, json_t *o, const char *key,
     parts[3] = parts[5];
   wshub_buf_t *f = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, m ? 6 : 4);
   free(s);
-  if (f != NULL && to != NULL)
+  if (f == NULL)
+    x->failed = 1;
+  else if (to != NULL)
     chat_bus_to(x->chat->bus, x->server, to, f);
-  else if (f != NULL)
+  else
     chat_deliver(x, x->user, f, room);
   wshub_buf_unref(f);
 }
@@ -454,18 +510,22 @@ static int chat_announces(const wshub_chat_t *chat, const chat_room_t *r) {
   return r->n <= chat->cfg.presence_limit;
 }
 
-/* A join or leave notice to the others in room. */
-static void chat_presence(const chat_ctx_t *x, chat_room_t *r, const char *type,
-                          const char *verb) {
-  if (!chat_announces(x->chat, r))
-    return;
+/* A join or leave notice of the acting client for the others in room,
+ * built before the membership changes: *out is NULL when the room is too
+ * large for notices (`members`: its size with the client in it). 0 or
+ * UV_ENOMEM. */
+static int chat_presence(chat_ctx_t *x, chat_room_t *r, const char *type,
+                         const char *verb, size_t members, wshub_buf_t **out) {
+  *out = NULL;
+  if (members > x->chat->cfg.presence_limit)
+    return 0;
   char text[200];
   snprintf(text, sizeof(text), "%s %s %s", x->user->nick, verb, r->name);
-  json_t *o = chat_msg(type, text);
-  json_object_set_new(o, "room", json_string(r->name));
-  json_object_set_new(o, "member", chat_member(x->user));
-  chat_send_room(x, r->name, o, x->user->id);
+  json_t *o = chat_msgf(type, text, "{s:s, s:o}", "room", r->name, "member",
+                        chat_member(x->user));
+  *out = chat_frame(o);
   json_decref(o);
+  return *out != NULL ? 0 : UV_ENOMEM;
 }
 
 static const chat_entry_t *chat_ring_at(const wshub_chat_t *chat,
@@ -524,9 +584,10 @@ static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
 
 /* ---- protocol actions (the chat lock is held) ---- */
 
-/* Joins `room`, telling the others. Returns the room, or sends an error
- * and returns NULL. */
-chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
+/* Joins `room`, telling the others. Returns the room, or NULL after
+ * sending an error (or, out of memory, with x->failed set and nothing
+ * changed but a new empty room). */
+chat_room_t *chat_enter(chat_ctx_t *x, const char *room) {
   chat_user_t *u = x->user;
   chat_room_t *r = chat_room(x->chat, room, 0);
   if (r != NULL && chat_user_room(u, r) >= 0)
@@ -535,34 +596,56 @@ chat_room_t *chat_enter(const chat_ctx_t *x, const char *room) {
     chat_error(x, "too_many_rooms", "You are in too many rooms already");
     return NULL;
   }
-  if ((r = chat_room(x->chat, room, 1)) == NULL) {
+  if (r == NULL && x->chat->rooms.count >= x->chat->cfg.max_rooms) {
     chat_error(x, "too_many_rooms", "The server has too many rooms");
     return NULL;
   }
-  if (chat_member_add(x->chat, r, u) != 0) {
-    chat_error(x, "internal", "Could not join the room");
+  wshub_buf_t *notice = NULL;
+  if ((r == NULL && (r = chat_room(x->chat, room, 1)) == NULL) ||
+      chat_presence(x, r, "join", "joined", r->n + 1, &notice) != 0 ||
+      chat_member_add(x->chat, r, u) != 0) {
+    wshub_buf_unref(notice);
+    x->failed = 1;
     return NULL;
   }
   /* An HTTP session's streams join their rooms themselves (chathttp.c). */
-  if (u->token == NULL)
-    chat_bus_join(x->chat->bus, x->server, u->id, room);
-  chat_presence(x, r, "join", "joined");
+  if (u->token == NULL &&
+      chat_bus_join(x->chat->bus, x->server, u->id, room) != 0) {
+    chat_member_remove(x->chat, r, u);
+    wshub_buf_unref(notice);
+    x->failed = 1;
+    return NULL;
+  }
+  if (notice != NULL)
+    chat_bus_room(x->chat->bus, x->server, r->name, notice, u->id);
+  wshub_buf_unref(notice);
   return r;
 }
 
-static void chat_exit(const chat_ctx_t *x, chat_room_t *r, int live) {
+/* Leaves r, telling the others. `live`: the client stays connected (its
+ * hub membership goes too, and if the notice cannot be built nothing
+ * changes: x->failed is set, and the client's closing will leave). */
+static int chat_exit(chat_ctx_t *x, chat_room_t *r, int live) {
   chat_user_t *u = x->user;
-  chat_presence(x, r, "leave", "left");
+  wshub_buf_t *notice = NULL;
+  if (chat_presence(x, r, "leave", "left", r->n, &notice) != 0 && live) {
+    x->failed = 1;
+    return UV_ENOMEM;
+  }
+  if (notice != NULL)
+    chat_bus_room(x->chat->bus, x->server, r->name, notice, u->id);
+  wshub_buf_unref(notice);
   chat_member_remove(x->chat, r, u);
   if (live && u->token == NULL)
     chat_bus_leave(x->chat->bus, x->server, u->id, r->name);
   for (size_t i = 0; i < u->nstreams; i++) /* its streams of r go quiet */
     if (strcmp(u->streams[i].room, r->name) == 0)
       chat_bus_leave(x->chat->bus, x->server, u->streams[i].id, r->name);
+  return 0;
 }
 
 /* Sends `gap` if the ring no longer holds every message after `after`. */
-static void chat_gap(const chat_ctx_t *x, const chat_room_t *r, uint64_t after,
+static void chat_gap(chat_ctx_t *x, const chat_room_t *r, uint64_t after,
                      const char *to) {
   if (r == NULL)
     return;
@@ -573,22 +656,22 @@ static void chat_gap(const chat_ctx_t *x, const chat_room_t *r, uint64_t after,
   snprintf(
       text, sizeof(text), "Messages %llu to %llu in %s are no longer available",
       (unsigned long long)after + 1, (unsigned long long)oldest - 1, r->name);
-  json_t *g = chat_msg("gap", text);
-  json_object_set_new(g, "room", json_string(r->name));
-  json_object_set_new(g, "after", json_integer((json_int_t)after));
-  json_object_set_new(g, "oldest", json_integer((json_int_t)oldest));
+  json_t *g =
+      chat_msgf("gap", text, "{s:s, s:I, s:I}", "room", r->name, "after",
+                (json_int_t)after, "oldest", (json_int_t)oldest);
   wshub_buf_t *f = chat_frame(g);
-  if (f != NULL && to != NULL)
+  if (f == NULL)
+    x->failed = 1;
+  else if (to != NULL)
     chat_bus_to(x->chat->bus, x->server, to, f);
-  else if (f != NULL)
+  else
     chat_deliver(x, x->user, f, r->name);
   wshub_buf_unref(f);
   json_decref(g);
 }
 
 /* Sends `history` (preceded by `gap` when the ring lost some) for room. */
-static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
-                        uint64_t after) {
+static void chat_resume(chat_ctx_t *x, const chat_room_t *r, uint64_t after) {
   chat_gap(x, r, after, NULL);
   wshub_jbuf_t h;
   wshub_jbuf_init(&h, 0);
@@ -597,21 +680,19 @@ static void chat_resume(const chat_ctx_t *x, const chat_room_t *r,
   char text[96];
   snprintf(text, sizeof(text), "%zu missed message%s in %s", n,
            n == 1 ? "" : "s", r->name);
-  json_t *o = chat_msg("history", text);
-  json_object_set_new(o, "room", json_string(r->name));
-  json_object_set_new(o, "after", json_integer((json_int_t)after));
+  json_t *o = chat_msgf("history", text, "{s:s, s:I}", "room", r->name, "after",
+                        (json_int_t)after);
   chat_send_spliced(x, o, "messages", &h, NULL, r->name, NULL);
   json_decref(o);
   wshub_jbuf_free(&h);
 }
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
-static void chat_joined(const chat_ctx_t *x, chat_room_t *r, int with_history) {
+static void chat_joined(chat_ctx_t *x, chat_room_t *r, int with_history) {
   char text[100];
   snprintf(text, sizeof(text), "You joined %s", r->name);
-  json_t *o = chat_msg("joined", text);
-  json_object_set_new(o, "room", json_string(r->name));
-  json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
+  json_t *o = chat_msgf("joined", text, "{s:s, s:I}", "room", r->name,
+                        "last_id", (json_int_t)r->last_id);
   wshub_jbuf_t h;
   wshub_jbuf_init(&h, 0);
   chat_history(x->chat, r, 0, with_history ? CHAT_WELCOME_HISTORY : 0,
@@ -621,7 +702,7 @@ static void chat_joined(const chat_ctx_t *x, chat_room_t *r, int with_history) {
   wshub_jbuf_free(&h);
 }
 
-static int chat_text_ok(const chat_ctx_t *x, size_t len) {
+static int chat_text_ok(chat_ctx_t *x, size_t len) {
   if (len == 0) {
     chat_error(x, "empty_text", "The message is empty");
     return 0;
@@ -636,7 +717,7 @@ static int chat_text_ok(const chat_ctx_t *x, size_t len) {
   return 1;
 }
 
-static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
+static void chat_post(chat_ctx_t *x, const char *room, const char *text,
                       size_t len) {
   if (!chat_text_ok(x, len))
     return;
@@ -648,7 +729,7 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
   }
   const char *from = chat_member_json(x->user);
   if (from == NULL) {
-    chat_error(x, "internal", "Out of memory");
+    x->failed = 1;
     return;
   }
   /* The message object of docs/PROTOCOL.md, field by field; "own" goes
@@ -672,7 +753,7 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
   wshub_jbuf_lit(&j, "},\"own\":" CHAT_OWN_FALSE);
   if (j.failed) {
     wshub_jbuf_free(&j);
-    chat_error(x, "internal", "Could not send the message");
+    x->failed = 1; /* the message is not taken: no id, no history */
     return;
   }
   wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, j.data, j.len);
@@ -683,7 +764,7 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
     wshub_buf_unref(others);
     wshub_buf_unref(mine);
     wshub_jbuf_free(&j);
-    chat_error(x, "internal", "Could not send the message");
+    x->failed = 1;
     return;
   }
   r->last_id++;
@@ -707,7 +788,7 @@ static void chat_post(const chat_ctx_t *x, const char *room, const char *text,
   wshub_buf_unref(mine);
 }
 
-static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,
+static void chat_direct(chat_ctx_t *x, const char *to, const char *text,
                         size_t len) {
   chat_user_t *peer = wshub_map_get(&x->chat->users, to);
   if (peer == NULL) {
@@ -722,20 +803,20 @@ static void chat_direct(const chat_ctx_t *x, const char *to, const char *text,
       chat_member(x->user), "to", chat_member(peer), "text", t, "timestamp",
       (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
   json_decref(t);
-  if (o == NULL)
-    return;
-  if (peer != x->user)
+  if (o != NULL && peer != x->user)
     chat_send_to(x, peer, o, NULL);
-  json_object_set_new(o, "own", json_true());
-  chat_send(x, o, NULL);
+  if (json_object_set_new(o, "own", json_true()) == 0)
+    chat_send(x, o, NULL);
+  else
+    x->failed = 1;
   json_decref(o);
 }
 
-static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
+static void chat_set_nick(chat_ctx_t *x, const char *nick, size_t len) {
   chat_user_t *u = x->user;
   char *fresh = strndup(nick, len);
   if (fresh == NULL) {
-    chat_error(x, "internal", "Could not change the nickname");
+    x->failed = 1;
     return;
   }
   char *old = u->nick;
@@ -746,16 +827,17 @@ static void chat_set_nick(const chat_ctx_t *x, const char *nick, size_t len) {
     chat_members_stale(u->rooms[i]);
   char text[300];
   snprintf(text, sizeof(text), "%s is now %s", old, u->nick);
-  json_t *o = chat_msg("nick", text);
-  json_object_set_new(o, "member", chat_member(u));
-  json_object_set_new(o, "old", json_string(old));
+  json_t *o = chat_msgf("nick", text, "{s:o, s:s}", "member", chat_member(u),
+                        "old", old);
   chat_send(x, o, NULL);
-  for (size_t i = 0; i < u->nrooms; i++) {
+  for (size_t i = 0; i < u->nrooms && !x->failed; i++) {
     chat_room_t *r = u->rooms[i];
     if (!chat_announces(x->chat, r))
       continue;
-    json_object_set_new(o, "room", json_string(r->name));
-    chat_send_room(x, r->name, o, u->id);
+    if (json_object_set_new(o, "room", json_string(r->name)) == 0)
+      chat_send_room(x, r->name, o, u->id);
+    else
+      x->failed = 1;
   }
   json_decref(o);
   free(old);
@@ -771,7 +853,7 @@ static const char *chat_str(const json_t *o, const char *key, size_t *len) {
   return json_string_value(v);
 }
 
-static const char *chat_room_arg(const chat_ctx_t *x, const json_t *o) {
+static const char *chat_room_arg(chat_ctx_t *x, const json_t *o) {
   size_t len;
   const char *room = chat_str(o, "room", &len);
   if (room == NULL) {
@@ -789,7 +871,7 @@ static const char *chat_room_arg(const chat_ctx_t *x, const json_t *o) {
 static const char chat_bad_nick_text[] =
     "Nicknames are 1-32 characters, no control characters, not all blank";
 
-void chat_on_json(const chat_ctx_t *x, const json_t *o) {
+void chat_on_json(chat_ctx_t *x, const json_t *o) {
   const char *type = chat_str(o, "type", NULL);
   const char *room;
   size_t len;
@@ -839,11 +921,11 @@ void chat_on_json(const chat_ctx_t *x, const json_t *o) {
       chat_error(x, "not_in_room", "You are not in that room");
       return;
     }
-    chat_exit(x, r, 1);
+    if (chat_exit(x, r, 1) != 0)
+      return;
     char text[100];
     snprintf(text, sizeof(text), "You left %s", r->name);
-    json_t *m = chat_msg("left", text);
-    json_object_set_new(m, "room", json_string(r->name));
+    json_t *m = chat_msgf("left", text, "{s:s}", "room", r->name);
     chat_send(x, m, r->name);
     json_decref(m);
   } else if (strcmp(type, "nick") == 0) {
@@ -882,7 +964,7 @@ void chat_on_json(const chat_ctx_t *x, const json_t *o) {
 /* Token bucket: 1 if this message may go on. Over the limit the message
  * is refused with one `rate_limited` error; a client that goes on sending
  * a bucket's worth while refused is closed with 1008. */
-int chat_rate_ok(const chat_ctx_t *x) {
+int chat_rate_ok(chat_ctx_t *x) {
   const wshub_chat_config_t *cfg = &x->chat->cfg;
   if (cfg->rate <= 0)
     return 1;
@@ -911,7 +993,8 @@ int chat_rate_ok(const chat_ctx_t *x) {
 }
 
 static chat_ctx_t chat_ctx(wshub_chat_t *chat, wshub_client_t *c) {
-  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c), NULL};
+  chat_ctx_t x = {chat, wshub_client_server(c), c, wshub_client_data(c), NULL,
+                  0};
   return x;
 }
 
@@ -927,6 +1010,7 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
     i++;
   json_t *o = NULL;
   json_error_t err;
+  memset(&err, 0, sizeof(err)); /* some failures leave it untouched */
   int is_json = !binary && i < len && data[i] == '{';
   if (is_json) /* parse before taking the lock */
     o = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
@@ -938,6 +1022,9 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
     chat_error(&x, "binary_unsupported", "Binary messages are not supported");
   } else if (!is_json) {
     chat_post(&x, chat_current_room(x.user), data, len); /* plain text */
+  } else if (o == NULL && (json_error_code(&err) == json_error_out_of_memory ||
+                           err.text[0] == '\0')) {
+    x.failed = 1; /* out of memory (jansson sets no text for some cases) */
   } else if (!json_is_object(o)) {
     char why[200];
     snprintf(why, sizeof(why), "Not a JSON object: %s", err.text);
@@ -947,6 +1034,8 @@ static void chat_on_message(wshub_client_t *c, const char *data, size_t len,
   }
   uv_mutex_unlock(&chat->lock);
   json_decref(o);
+  if (x.failed)
+    wshub_client_close(c, 1011, "internal error");
 }
 
 chat_user_t *chat_user_new(const wshub_chat_t *chat, const char *id,
@@ -968,22 +1057,25 @@ chat_user_t *chat_user_new(const wshub_chat_t *chat, const char *id,
   return u;
 }
 
-void chat_welcome(const chat_ctx_t *x, chat_room_t *r, int resume,
-                  uint64_t after, const char *to) {
+void chat_welcome(chat_ctx_t *x, chat_room_t *r, int resume, uint64_t after,
+                  const char *to) {
   const wshub_chat_t *chat = x->chat;
   chat_user_t *u = x->user;
   char text[300];
   snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
            r->name);
-  json_t *o = chat_msg("welcome", text);
-  json_object_set_new(o, "id", json_string(u->id));
-  json_object_set_new(o, "nick", json_string(u->nick));
-  json_object_set_new(o, "room", json_string(r->name));
   json_t *rooms = json_array();
-  for (size_t i = 0; i < u->nrooms; i++)
-    json_array_append_new(rooms, json_string(u->rooms[i]->name));
-  json_object_set_new(o, "rooms", rooms);
-  json_object_set_new(o, "last_id", json_integer((json_int_t)r->last_id));
+  for (size_t i = 0; i < u->nrooms && rooms != NULL; i++)
+    if (json_array_append_new(rooms, json_string(u->rooms[i]->name)) != 0) {
+      json_decref(rooms);
+      rooms = NULL;
+    }
+  json_t *o =
+      rooms == NULL
+          ? NULL
+          : chat_msgf("welcome", text, "{s:s, s:s, s:s, s:o, s:I}", "id", u->id,
+                      "nick", u->nick, "room", r->name, "rooms", rooms,
+                      "last_id", (json_int_t)r->last_id);
   wshub_jbuf_t h;
   wshub_jbuf_init(&h, 0);
   chat_history(chat, r, resume ? after : 0,
@@ -995,7 +1087,7 @@ void chat_welcome(const chat_ctx_t *x, chat_room_t *r, int resume,
     chat_gap(x, r, after, to);
 }
 
-void chat_user_gone(const chat_ctx_t *x) {
+void chat_user_gone(chat_ctx_t *x) {
   chat_user_t *u = x->user;
   while (u->nrooms > 0)
     chat_exit(x, u->rooms[0], 0);
@@ -1046,6 +1138,14 @@ static int chat_on_open(wshub_client_t *c, const wshub_request_t *req,
                "Room names are 1-64 characters of A-Z a-z 0-9 . _ -");
   if (bad_nick)
     chat_error(&x, "bad_nick", chat_bad_nick_text);
+  if (x.failed) {
+    /* Out of memory: refuse the upgrade (nothing queued for this client
+     * leaves) and take the user back out; the others hear it leave. */
+    chat_user_gone(&x);
+    uv_mutex_unlock(&chat->lock);
+    wshub_client_set_data(c, NULL);
+    return 503;
+  }
   uv_mutex_unlock(&chat->lock);
   return 0;
 }

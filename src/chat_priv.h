@@ -111,6 +111,7 @@ typedef struct {
   wshub_client_t *client;
   chat_user_t *user;
   chat_capture_t *cap; /* NULL: errors are sent as messages */
+  int failed;          /* out of memory: something owed was not sent (chat.c) */
 } chat_ctx_t;
 
 /* ---- chat.c, for chathttp.c (the lock is held) ---- */
@@ -122,9 +123,10 @@ chat_user_t *chat_user_new(const wshub_chat_t *chat, const char *id,
                            const char *nick);
 void chat_user_free(const char *key, void *value, void *arg);
 /* Leaves every room (with notices) and forgets x->user; frees it. */
-void chat_user_gone(const chat_ctx_t *x);
-/* Joins room, telling the others; NULL after an error was sent. */
-chat_room_t *chat_enter(const chat_ctx_t *x, const char *room);
+void chat_user_gone(chat_ctx_t *x);
+/* Joins room, telling the others; NULL after an error was sent (or out of
+ * memory: x->failed set). */
+chat_room_t *chat_enter(chat_ctx_t *x, const char *room);
 /* Appends the JSON array of r's messages after `after` (at most max), "own"
  * for me; returns how many. */
 size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
@@ -132,17 +134,22 @@ size_t chat_history(const wshub_chat_t *chat, const chat_room_t *r,
                     wshub_jbuf_t *out);
 /* The welcome of x->user in r (resuming after `after` if resume), to the
  * client `to` (NULL: the user's own connection). */
-void chat_welcome(const chat_ctx_t *x, chat_room_t *r, int resume,
-                  uint64_t after, const char *to);
-void chat_error(const chat_ctx_t *x, const char *code, const char *text);
-int chat_rate_ok(const chat_ctx_t *x);
-void chat_on_json(const chat_ctx_t *x, const json_t *o);
+void chat_welcome(chat_ctx_t *x, chat_room_t *r, int resume, uint64_t after,
+                  const char *to);
+void chat_error(chat_ctx_t *x, const char *code, const char *text);
+int chat_rate_ok(chat_ctx_t *x);
+void chat_on_json(chat_ctx_t *x, const json_t *o);
 json_t *chat_msg(const char *type, const char *text);
+/* o serialized into a new NUL-terminated string (*len its length); NULL
+ * if out of memory, or o is NULL. Not json_dumps(): jansson 2.14 ignores a
+ * failed allocation while writing an object key and goes on, which yields
+ * broken JSON; json_dumpb() writes into our buffer and cannot lose bytes. */
+char *chat_dump(const json_t *o, size_t flags, size_t *len);
 
 /* ---- chathttp.c, for chat.c ---- */
 
 /* Ends sessions idle for longer than the timeout (at most once a second). */
-void chat_http_sweep(const chat_ctx_t *x);
+void chat_http_sweep(chat_ctx_t *x);
 /* wshub_chat_install's part: the /events, /poll and /messages routes. */
 void chat_http_install(wshub_chat_t *chat, wshub_config_t *cfg);
 

@@ -68,12 +68,13 @@ unsigned chat_bus_thread_of(const chat_bus_t *bus, const char *id) {
   return n == 0 ? 0 : (unsigned)((n - 1) % bus->nthreads);
 }
 
-/* Runs one item on the server of the thread it was queued for. */
-static void bus_run(wshub_server_t *s, const bus_item_t *it) {
+/* Runs one item on the server of the thread it was queued for. Returns
+ * the result of a join. */
+static int bus_run(wshub_server_t *s, const bus_item_t *it) {
   if (it->kind == BUS_ROOM) {
     wshub_hub_room_send_frame(s, it->room, it->frame,
                               wshub_hub_id_number(it->id));
-    return;
+    return 0;
   }
   wshub_client_t *c = it->id[0] ? wshub_client_find(s, it->id) : NULL;
   switch (it->kind) {
@@ -83,13 +84,14 @@ static void bus_run(wshub_server_t *s, const bus_item_t *it) {
     break;
   case BUS_JOIN:
     if (c != NULL)
-      wshub_join(c, it->room);
+      return wshub_join(c, it->room);
     break;
   case BUS_LEAVE:
     if (c != NULL)
       wshub_leave(c, it->room);
     break;
   }
+  return 0;
 }
 
 static void bus_item_free(bus_item_t *it) {
@@ -156,20 +158,20 @@ static void bus_fill(bus_item_t *it, int kind, const char *id, const char *room,
 }
 
 /* Appends an item to thread i's inbox and wakes its loop. */
-static void bus_post(chat_bus_t *bus, unsigned i, int kind, const char *id,
-                     const char *room, wshub_buf_t *frame) {
+static int bus_post(chat_bus_t *bus, unsigned i, int kind, const char *id,
+                    const char *room, wshub_buf_t *frame) {
   bus_thread_t *t = &bus->threads[i];
   if (frame != NULL)
     wshub_buf_share(frame); /* before any other thread can see it */
   bus_item_t *it = calloc(1, sizeof(*it));
   if (it == NULL)
-    return; /* out of memory: this delivery is lost, nothing else */
+    return UV_ENOMEM; /* this delivery is lost, nothing else */
   bus_fill(it, kind, id, room, frame);
   uv_mutex_lock(&t->lock);
   if (!t->active) {
     uv_mutex_unlock(&t->lock);
     bus_item_free(it);
-    return;
+    return 0;
   }
   if (t->tail)
     t->tail->next = it;
@@ -178,16 +180,18 @@ static void bus_post(chat_bus_t *bus, unsigned i, int kind, const char *id,
   t->tail = it;
   uv_mutex_unlock(&t->lock);
   uv_async_send(&t->async);
+  return 0;
 }
 
 /* Direct mode, or the caller's own thread: run now. */
-static void bus_now(wshub_server_t *s, int kind, const char *id,
-                    const char *room, wshub_buf_t *frame) {
+static int bus_now(wshub_server_t *s, int kind, const char *id,
+                   const char *room, wshub_buf_t *frame) {
   bus_item_t it;
   memset(&it, 0, sizeof(it));
   bus_fill(&it, kind, id, room, frame);
-  bus_run(s, &it);
+  int r = bus_run(s, &it);
   wshub_buf_unref(it.frame);
+  return r;
 }
 
 /* Delivers to thread i. On the caller's own thread the item runs at once,
@@ -195,16 +199,15 @@ static void bus_now(wshub_server_t *s, int kind, const char *id,
  * chat's lock, which the caller holds, so the order stays the global one —
  * and output for a client precedes anything its connection does next (a
  * close frame read in the same packet, say). */
-static void bus_deliver(chat_bus_t *bus, unsigned i, wshub_server_t *from,
-                        int kind, const char *id, const char *room,
-                        wshub_buf_t *frame) {
+static int bus_deliver(chat_bus_t *bus, unsigned i, wshub_server_t *from,
+                       int kind, const char *id, const char *room,
+                       wshub_buf_t *frame) {
   bus_thread_t *t = &bus->threads[i];
   if (t->server == from) {
     bus_drain(t);
-    bus_now(from, kind, id, room, frame);
-  } else {
-    bus_post(bus, i, kind, id, room, frame);
+    return bus_now(from, kind, id, room, frame);
   }
+  return bus_post(bus, i, kind, id, room, frame);
 }
 
 void chat_bus_room(chat_bus_t *bus, wshub_server_t *from, const char *room,
@@ -217,12 +220,12 @@ void chat_bus_room(chat_bus_t *bus, wshub_server_t *from, const char *room,
     bus_deliver(bus, i, from, BUS_ROOM, except, room, frame);
 }
 
-static void bus_one(chat_bus_t *bus, wshub_server_t *from, int kind,
-                    const char *id, const char *room, wshub_buf_t *frame) {
+static int bus_one(chat_bus_t *bus, wshub_server_t *from, int kind,
+                   const char *id, const char *room, wshub_buf_t *frame) {
   if (bus->nthreads == 0)
-    bus_now(from, kind, id, room, frame);
-  else
-    bus_deliver(bus, chat_bus_thread_of(bus, id), from, kind, id, room, frame);
+    return bus_now(from, kind, id, room, frame);
+  return bus_deliver(bus, chat_bus_thread_of(bus, id), from, kind, id, room,
+                     frame);
 }
 
 void chat_bus_to(chat_bus_t *bus, wshub_server_t *from, const char *id,
@@ -230,9 +233,9 @@ void chat_bus_to(chat_bus_t *bus, wshub_server_t *from, const char *id,
   bus_one(bus, from, BUS_TO, id, NULL, frame);
 }
 
-void chat_bus_join(chat_bus_t *bus, wshub_server_t *from, const char *id,
-                   const char *room) {
-  bus_one(bus, from, BUS_JOIN, id, room, NULL);
+int chat_bus_join(chat_bus_t *bus, wshub_server_t *from, const char *id,
+                  const char *room) {
+  return bus_one(bus, from, BUS_JOIN, id, room, NULL);
 }
 
 void chat_bus_leave(chat_bus_t *bus, wshub_server_t *from, const char *id,

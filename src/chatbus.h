@@ -47,9 +47,11 @@ void chat_bus_room(chat_bus_t *bus, wshub_server_t *from, const char *room,
                    wshub_buf_t *frame, const char *except);
 void chat_bus_to(chat_bus_t *bus, wshub_server_t *from, const char *id,
                  wshub_buf_t *frame);
-/* Hub membership of client `id` (delivery only; the chat keeps the truth). */
-void chat_bus_join(chat_bus_t *bus, wshub_server_t *from, const char *id,
-                   const char *room);
+/* Hub membership of client `id` (delivery only; the chat keeps the truth).
+ * A join on the caller's own thread (the chat only joins the client that
+ * asked) takes effect at once and returns 0 or UV_ENOMEM. */
+int chat_bus_join(chat_bus_t *bus, wshub_server_t *from, const char *id,
+                  const char *room);
 void chat_bus_leave(chat_bus_t *bus, wshub_server_t *from, const char *id,
                     const char *room);
 

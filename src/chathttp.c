@@ -168,9 +168,9 @@ static void chathttp_send(wshub_http_t *h, int held, int status, json_t *o,
                           const char *token, const char *extra) {
   char hdrs[512];
   chathttp_headers(hdrs, sizeof(hdrs), token, extra);
-  char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  size_t len = 0;
+  char *body = chat_dump(o, JSON_COMPACT, &len);
   json_decref(o);
-  size_t len = body ? strlen(body) : 0;
   const char *type = body ? "application/json" : NULL;
   if (body == NULL && status != 204) {
     status = 503;
@@ -208,10 +208,11 @@ static void chathttp_refuse(wshub_chat_t *chat, wshub_http_t *h, int status,
     return;
   }
   json_t *o = chathttp_error_obj(code, text);
-  char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  size_t len = 0;
+  char *body = chat_dump(o, JSON_COMPACT, &len);
   json_decref(o);
   wshub_respond(h, body ? status : 503, body ? "application/json" : NULL, extra,
-                body, body ? strlen(body) : 0);
+                body, len);
   free(body);
 }
 
@@ -258,7 +259,7 @@ static void chathttp_sweep_one(const char *key, void *value, void *arg) {
     w->gone[w->n++] = u;
 }
 
-void chat_http_sweep(const chat_ctx_t *x) {
+void chat_http_sweep(chat_ctx_t *x) {
   wshub_chat_t *chat = x->chat;
   uint64_t now = uv_hrtime();
   if (chat->sessions.count == 0 || now - chat->swept < 1000000000u)
@@ -268,7 +269,7 @@ void chat_http_sweep(const chat_ctx_t *x) {
                         0};
   wshub_map_foreach(&chat->sessions, chathttp_sweep_one, &w);
   for (size_t i = 0; i < w.n; i++) {
-    chat_ctx_t y = {chat, x->server, NULL, w.gone[i], NULL};
+    chat_ctx_t y = {chat, x->server, NULL, w.gone[i], NULL, 0};
     wshub_log(x->server, WSHUB_LOG_DEBUG, "session %s (%s) ended: idle",
               w.gone[i]->id, w.gone[i]->nick);
     chat_user_gone(&y);
@@ -311,7 +312,7 @@ static chat_user_t *chathttp_session(wshub_chat_t *chat, wshub_server_t *s,
     chat_user_free(NULL, u, NULL);
     return NULL;
   }
-  chat_ctx_t x = {chat, s, NULL, u, NULL};
+  chat_ctx_t x = {chat, s, NULL, u, NULL, 0};
   chat_enter(&x, room); /* its errors have nowhere to go; rooms are valid */
   wshub_log(s, WSHUB_LOG_DEBUG, "%s: session %s (%s) started", req->remote,
             u->id, u->nick);
@@ -348,7 +349,7 @@ static chat_room_t *chathttp_begin(wshub_chat_t *chat, wshub_server_t *s,
                                    chat_capture_t *cap, chat_ctx_t *x,
                                    int *fresh) {
   uv_mutex_lock(&chat->lock);
-  *x = (chat_ctx_t){chat, s, NULL, NULL, NULL};
+  *x = (chat_ctx_t){chat, s, NULL, NULL, NULL, 0};
   chat_http_sweep(x);
   x->user = chathttp_session(chat, s, req, room, fresh);
   x->cap = cap;
@@ -395,14 +396,20 @@ static void chathttp_sse_sink(wshub_client_t *c, wshub_buf_t *frame,
          : snprintf(head, sizeof(head), "event: %s\ndata: ", type);
   /* Compact JSON has no raw line breaks: one data line. */
   wshub_buf_t *b = wshub_buf_new((size_t)hl + len + 2);
-  if (b == NULL)
-    return;
-  memcpy(b->data, head, (size_t)hl);
-  memcpy(b->data + hl, p, len);
-  memcpy(b->data + (size_t)hl + len, "\n\n", 2);
-  b->len = (size_t)hl + len + 2;
-  wshub_http_stream_send(ep->http, b, 0, b->len);
-  wshub_buf_unref(b);
+  int r = UV_ENOMEM;
+  if (b != NULL) {
+    memcpy(b->data, head, (size_t)hl);
+    memcpy(b->data + hl, p, len);
+    memcpy(b->data + (size_t)hl + len, "\n\n", 2);
+    b->len = (size_t)hl + len + 2;
+    r = wshub_http_stream_send(ep->http, b, 0, b->len);
+    wshub_buf_unref(b);
+  }
+  /* Out of memory: the stream would miss this event; it ends instead (at
+   * the end of the loop turn: on_gone takes the chat's lock, which this
+   * delivery may hold), and the client resumes with Last-Event-ID. */
+  if (r == UV_ENOMEM)
+    wshub_conn_close_later(wshub_http_conn(ep->http));
 }
 
 /* The stream's connection went: forget the endpoint. */
@@ -483,12 +490,18 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   char hdrs[512];
   chathttp_headers(hdrs, sizeof(hdrs), u->token, "X-Accel-Buffering: no\r\n");
   wshub_http_hold(h, &chathttp_sse_cb, ep, 0);
-  wshub_http_stream_start(h, 200, "text/event-stream; charset=utf-8", hdrs,
-                          CHATHTTP_HEARTBEAT_MS);
   /* Member from now on; the welcome's history covers what came before. */
-  chat_bus_join(chat->bus, s, ep->client->id, room);
-  chat_welcome(&x, r, resume > 0, after, ep->client->id);
+  if (wshub_http_stream_start(h, 200, "text/event-stream; charset=utf-8", hdrs,
+                              CHATHTTP_HEARTBEAT_MS) == 0 &&
+      chat_bus_join(chat->bus, s, ep->client->id, room) == 0)
+    chat_welcome(&x, r, resume > 0, after, ep->client->id);
+  else
+    x.failed = 1;
   uv_mutex_unlock(&chat->lock);
+  /* Out of memory: the stream ends (on_gone forgets it) before the client
+   * could miss anything; it will reconnect. */
+  if (x.failed)
+    wshub_conn_close_later(wshub_http_conn(h));
 }
 
 /* ---- GET /poll ---- */
@@ -535,12 +548,13 @@ static void chathttp_poll_answer(wshub_http_t *h, int held, const char *room,
                                  uint64_t last_id, const wshub_jbuf_t *msgs,
                                  const char *token) {
   json_t *o = chathttp_poll_obj(room, last_id);
-  char *head = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  size_t hl = 0;
+  char *head = chat_dump(o, JSON_COMPACT, &hl);
   json_decref(o);
   wshub_jbuf_t b;
   wshub_jbuf_init(&b, 0);
   if (head != NULL) {
-    wshub_jbuf_raw(&b, head, strlen(head) - 1); /* without its "}" */
+    wshub_jbuf_raw(&b, head, hl - 1); /* without its "}" */
     wshub_jbuf_lit(&b, ",\"messages\":");
     wshub_jbuf_raw(&b, msgs->data, msgs->len);
     wshub_jbuf_lit(&b, "}");
@@ -744,8 +758,14 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
     return;
   }
   json_error_t err;
+  memset(&err, 0, sizeof(err)); /* some failures leave it untouched */
   json_t *o = json_loadb(req->body, req->body_len,
                          JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+  if (o == NULL && (json_error_code(&err) == json_error_out_of_memory ||
+                    err.text[0] == '\0')) {
+    chathttp_refuse(chat, h, 503, "internal", "Out of memory", NULL);
+    return;
+  }
   if (!json_is_object(o)) {
     char why[200];
     snprintf(why, sizeof(why), "Not a JSON object: %s",
@@ -756,7 +776,7 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
   }
   uv_mutex_lock(&chat->lock);
   chat_capture_t cap = {0};
-  chat_ctx_t x = {chat, s, NULL, NULL, NULL};
+  chat_ctx_t x = {chat, s, NULL, NULL, NULL, 0};
   chat_http_sweep(&x);
   int fresh;
   chat_user_t *u = x.user = chathttp_session(chat, s, req, room, &fresh);
@@ -781,6 +801,9 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
              chat->cfg.rate);
     chathttp_send(h, 0, 429, chathttp_error_obj("rate_limited", why), token,
                   "Retry-After: 1\r\n");
+  } else if (x.failed) { /* out of memory: the chat is as it was */
+    chathttp_send(h, 0, 503, chathttp_error_obj("internal", "Out of memory"),
+                  token, NULL);
   } else if (cap.code != NULL) {
     int status = strcmp(cap.code, "internal") == 0 ? 503 : 400;
     chathttp_send(h, 0, status, chathttp_error_obj(cap.code, cap.text), token,
