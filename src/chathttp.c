@@ -325,8 +325,10 @@ static void chathttp_touch(chat_user_t *u) {
     u->idle_since = uv_hrtime();
 }
 
-/* The room of the query (default lobby) into room; 0 if it is not valid. */
-static int chathttp_room_arg(const wshub_request_t *req,
+/* The room of the query (default lobby) into room; 0 after answering 400
+ * bad_room if it is not valid. */
+static int chathttp_room_arg(wshub_chat_t *chat, wshub_http_t *h,
+                             const wshub_request_t *req,
                              char room[CHAT_ROOM_BYTES]) {
   int n = wshub_chat_query_param(req->target, req->target_len, "room", room,
                                  CHAT_ROOM_BYTES);
@@ -334,11 +336,12 @@ static int chathttp_room_arg(const wshub_request_t *req,
     snprintf(room, CHAT_ROOM_BYTES, "lobby");
     return 1; /* absent */
   }
-  return n > 0 && wshub_chat_room_valid(room, (size_t)n);
+  if (n > 0 && wshub_chat_room_valid(room, (size_t)n))
+    return 1;
+  chathttp_refuse(chat, h, 400, "bad_room",
+                  "Room names are 1-64 characters of A-Z a-z 0-9 . _ -", NULL);
+  return 0;
 }
-
-static const char chathttp_bad_room[] =
-    "Room names are 1-64 characters of A-Z a-z 0-9 . _ -";
 
 /* Takes the lock, sweeps, finds or starts the request's session and makes
  * it a member of `room`. Returns the room, x set up for the session with
@@ -440,10 +443,8 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
                             const wshub_request_t *req) {
   wshub_server_t *s = wshub_http_conn(h)->server;
   char room[CHAT_ROOM_BYTES];
-  if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
+  if (!chathttp_room_arg(chat, h, req, room))
     return;
-  }
   uint64_t after = 0;
   size_t n;
   const char *last = wshub_request_header(req, "last-event-id", &n);
@@ -639,10 +640,8 @@ static void chathttp_poll(wshub_chat_t *chat, wshub_http_t *h,
                           const wshub_request_t *req) {
   wshub_server_t *s = wshub_http_conn(h)->server;
   char room[CHAT_ROOM_BYTES];
-  if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
+  if (!chathttp_room_arg(chat, h, req, room))
     return;
-  }
   uint64_t after = 0, wait = CHATHTTP_DEFAULT_WAIT_S;
   int has_after = chathttp_query_number(req, "after", &after);
   if (has_after == 0) {
@@ -753,10 +752,8 @@ static void chathttp_messages(wshub_chat_t *chat, wshub_http_t *h,
     return;
   }
   char room[CHAT_ROOM_BYTES]; /* a new session's first room */
-  if (!chathttp_room_arg(req, room)) {
-    chathttp_refuse(chat, h, 400, "bad_room", chathttp_bad_room, NULL);
+  if (!chathttp_room_arg(chat, h, req, room))
     return;
-  }
   json_error_t err;
   memset(&err, 0, sizeof(err)); /* some failures leave it untouched */
   json_t *o = json_loadb(req->body, req->body_len,

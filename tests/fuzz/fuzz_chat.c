@@ -29,22 +29,10 @@
 
 #define FUZZ_CHAT_SEP 0x1e
 
-typedef struct {
-  fz_t *fz;
-} fuzz_chat_t;
-
-static fuzz_chat_t fuzz_chat_state;
-
-static void fuzz_chat_at_exit(void) {
-  fz_free(fuzz_chat_state.fz);
-  fuzz_chat_state.fz = NULL;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  fuzz_chat_state.fz = fz_new(0);
-  atexit(fuzz_chat_at_exit);
+  fz_once(0);
   return 0;
 }
 
@@ -108,7 +96,7 @@ static size_t fuzz_chat_target(const uint8_t *p, size_t len, char *out,
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  fz_t *f = fuzz_chat_state.fz;
+  fz_t *f = fz_once(0);
 
   /* Pieces, each also checked by the pure helpers. */
   size_t first_end = 0;

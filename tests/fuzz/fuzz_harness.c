@@ -562,3 +562,20 @@ size_t fz_upgrade_request(const char *target, char *out, size_t cap) {
                    target);
   return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
+
+/* The one harness of a fuzz target (libFuzzer calls the target's entry
+ * points with no context to carry it in). */
+static fz_t *fz_the_one;
+
+static void fz_once_free(void) {
+  fz_free(fz_the_one);
+  fz_the_one = NULL;
+}
+
+fz_t *fz_once(int with_public) {
+  if (fz_the_one == NULL) {
+    fz_the_one = fz_new(with_public);
+    atexit(fz_once_free);
+  }
+  return fz_the_one;
+}

@@ -47,6 +47,9 @@ typedef struct {
  * fz_free(). Aborts on failure. */
 fz_t *fz_new(int with_public);
 void fz_free(fz_t *f);
+/* The target's one harness: made by the first call (LLVMFuzzerInitialize),
+ * the same one after that, freed at exit. */
+fz_t *fz_once(int with_public);
 /* The public directory (NULL if none was made). */
 const char *fz_public_dir(const fz_t *f);
 

@@ -24,22 +24,10 @@
 #include "static.h"
 #include "wshub.h"
 
-typedef struct {
-  fz_t *fz;
-} fuzz_http_t;
-
-static fuzz_http_t fuzz_http_state;
-
-static void fuzz_http_at_exit(void) {
-  fz_free(fuzz_http_state.fz);
-  fuzz_http_state.fz = NULL;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  fuzz_http_state.fz = fz_new(1);
-  atexit(fuzz_http_at_exit);
+  fz_once(1);
   return 0;
 }
 
@@ -128,7 +116,7 @@ static void fuzz_http_resolve(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  fz_t *f = fuzz_http_state.fz;
+  fz_t *f = fz_once(1);
   fuzz_http_resolve(data, size);
 
   static const char *const ws_paths[] = {"/ws"};

@@ -34,22 +34,10 @@
 #include "utf8.h"
 #include "wshub.h"
 
-typedef struct {
-  fz_t *fz;
-} fuzz_ws_t;
-
-static fuzz_ws_t fuzz_ws_state;
-
-static void fuzz_ws_at_exit(void) {
-  fz_free(fuzz_ws_state.fz);
-  fuzz_ws_state.fz = NULL;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  fuzz_ws_state.fz = fz_new(0);
-  atexit(fuzz_ws_at_exit);
+  fz_once(0);
   return 0;
 }
 
@@ -125,7 +113,7 @@ static size_t fuzz_ws_records(const uint8_t *in, size_t len, uint8_t *out) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  fz_t *f = fuzz_ws_state.fz;
+  fz_t *f = fz_once(0);
   if (size == 0)
     return 0;
   unsigned mode = data[0] & 3;
