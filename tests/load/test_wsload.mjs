@@ -2,17 +2,22 @@
 //
 // What this proves (never speed: nothing here asserts a rate or a latency
 // bound): wsload's RESULT line counts exactly against wshub's chat (every
-// client, the sender too, gets every message once), its handshake-only mode
-// counts upgrades, its WebSocket client reassembles fragmented messages with
-// 7-, 16- and 64-bit lengths and answers pings interleaved with them, it
-// reports fewer deliveries than expected when a relay drops messages (so the
-// count can fail), and its exit codes for usage errors and for a server that
-// is not there.
+// client, the sender too, gets every message once) over WebSocket and over
+// the HTTP transports (--transport sse, longpoll, poll), its handshake-only
+// mode counts upgrades, its WebSocket client reassembles fragmented
+// messages with 7-, 16- and 64-bit lengths and answers pings interleaved
+// with them, it reports fewer deliveries than expected when a relay drops
+// messages (so the count can fail), its HTTP client parses event streams
+// (CRLF and LF, multi-line data, comments, events split across reads) and
+// poll bodies (strings with escaped quotes and brackets, markers outside
+// "messages" not counted) and counts refused POSTs and messages a poll
+// skipped, and its exit codes for usage errors and for a server that is
+// not there.
 //
 // Environment: WSHUB_BIN (default build/wshub) and WSLOAD_BIN (default
 // build/wsload). Ownership: every server and client process started here is
-// stopped by PID in an after/finally hook; the raw relay is an in-process
-// node:net server closed at the end of its test.
+// stopped by PID in an after/finally hook; the raw relay and the fake HTTP
+// chat are in-process node:net servers closed at the end of their test.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -259,14 +264,182 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
   });
 }
 
+
+// ---- a fake HTTP chat written for these tests (node:net, byte-exact) ----
+
+// It speaks just enough of wshub's HTTP transports for wsload: GET /events
+// (a stream per request, its own session token), GET /poll (wait=0
+// semantics: the messages after `after` and the newest id, or 204 when
+// there is no newer id), POST /messages (202 with
+// the id). Every message goes to every stream. Streams mix CRLF and LF
+// lines, comments, multi-line data, and each event is written in two
+// pieces a turn apart. Poll bodies put "messages" before "last_id", hide
+// escaped quotes and brackets in strings, and repeat the first marker in
+// an "extra" array outside "messages" (which must not be counted).
+// dropEvery: every n-th message gets an id but is stored nowhere (as if the
+// ring lost it). refusePostEvery: every n-th POST is answered 429.
+// refuseEvents: GET /events is answered 503.
+function startFakeHttpChat({ dropEvery = 0, refusePostEvery = 0, refuseEvents = false } = {}) {
+  const stats = { posts: 0, refused: 0, dropped: 0, badSession: 0, streams: 0, polls: 0 };
+  const tokens = new Set();
+  const streams = new Set();
+  const sockets = new Set();
+  const messages = [];
+  let nextId = 0;
+  let tokenSeq = 0;
+
+  const newToken = () => {
+    const t = createHash('md5').update(`fake-${tokenSeq++}`).digest('hex');
+    tokens.add(t);
+    return t;
+  };
+
+  function respond(sock, status, reason, headers, body = '') {
+    const b = Buffer.from(body);
+    sock.write(`HTTP/1.1 ${status} ${reason}\r\n${headers}Content-Length: ${b.length}\r\n\r\n`);
+    if (b.length) sock.write(b);
+  }
+
+  // Writes an event in two pieces: the second (and anything queued
+  // behind it) a turn later, so order is kept.
+  function streamWrite(st, text) {
+    if (st.queue !== null) {
+      st.queue += text;
+      return;
+    }
+    const cut = Math.floor(text.length / 2);
+    st.sock.write(text.slice(0, cut));
+    st.queue = text.slice(cut);
+    setImmediate(() => {
+      if (!st.sock.destroyed) st.sock.write(st.queue);
+      st.queue = null;
+    });
+  }
+
+  function eventFor(id, text) {
+    const nl = id % 2 ? '\n' : '\r\n';
+    return `: note${nl}id: ${id}${nl}event: message${nl}` +
+      `data: {"type":"message","id":${id},${nl}` +
+      `data:"text":${JSON.stringify(text)}}${nl}${nl}`;
+  }
+
+  function pollBody(after) {
+    const list = messages.filter((m) => m.id > after);
+    const note = JSON.stringify('a "}] [{ \\" wsl:zz {"x":[1]}');
+    const objs = list.map((m) => `{"type":"message","id":${m.id},"note":${note},` +
+      `"text":${JSON.stringify(m.text)},"params":{"value":${JSON.stringify(m.text)}}}`);
+    const extra = list.length ? `[{"text":${JSON.stringify(list[0].text)}}]` : '[]';
+    return { body: `{"type":"poll","messages":[${objs.join(',')}],"extra":${extra}, "last_id" : ${nextId}}` };
+  }
+
+  function handle(sock, method, target, headers, body) {
+    const url = new URL(target, 'http://fake');
+    const session = headers['x-wshub-session'];
+    if (method === 'GET' && url.pathname === '/events') {
+      if (refuseEvents) {
+        respond(sock, 503, 'Service Unavailable', '');
+        return;
+      }
+      stats.streams++;
+      const t = newToken();
+      sock.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n' +
+        `X-Wshub-Session: ${t}\r\nConnection: close\r\n\r\n: hello\n\n` +
+        'event: welcome\ndata:{"type":"welcome","history":[]}\n\n');
+      streams.add({ sock, queue: null });
+      return;
+    }
+    if (method === 'GET' && url.pathname === '/poll') {
+      stats.polls++;
+      let t = session;
+      const after = url.searchParams.get('after');
+      if (!t || !tokens.has(t)) t = newToken();
+      const hdr = `Content-Type: application/json\r\nX-Wshub-Session: ${t}\r\n`;
+      // As wshub: 200 whenever the room is past `after` (even if what is
+      // past it was dropped), else 204.
+      const { body: b } = pollBody(after === null ? nextId : Number(after));
+      if (after !== null && Number(after) >= nextId) respond(sock, 204, 'No Content', `X-Wshub-Session: ${t}\r\n`);
+      else respond(sock, 200, 'OK', hdr, b);
+      return;
+    }
+    if (method === 'POST' && url.pathname === '/messages') {
+      stats.posts++;
+      if (!tokens.has(session)) stats.badSession++;
+      const hdr = `Content-Type: application/json\r\nX-Wshub-Session: ${session}\r\n`;
+      if (refusePostEvery && stats.posts % refusePostEvery === 0) {
+        stats.refused++;
+        respond(sock, 429, 'Too Many Requests', hdr, '{"type":"error","code":"rate_limited"}');
+        return;
+      }
+      const text = JSON.parse(body).text;
+      const id = ++nextId;
+      if (dropEvery && id % dropEvery === 0) {
+        stats.dropped++;
+      } else {
+        messages.push({ id, text });
+        for (const st of streams) streamWrite(st, eventFor(id, text));
+      }
+      respond(sock, 202, 'Accepted', hdr, `{"type":"accepted","id":${id}}`);
+      return;
+    }
+    respond(sock, 404, 'Not Found', '');
+  }
+
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.setNoDelay(true);
+    let buf = Buffer.alloc(0);
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      sockets.delete(sock);
+      for (const st of streams) if (st.sock === sock) streams.delete(st);
+    });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+        const [method, target] = lines[0].split(' ');
+        const headers = {};
+        for (const l of lines.slice(1)) {
+          const i = l.indexOf(':');
+          headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+        }
+        const len = Number(headers['content-length'] || 0);
+        if (buf.length < end + 4 + len) return;
+        const body = buf.subarray(end + 4, end + 4 + len).toString('utf8');
+        buf = buf.subarray(end + 4 + len);
+        handle(sock, method, target, headers, body);
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        port: server.address().port,
+        stats,
+        close: () => new Promise((res) => {
+          for (const sock of sockets) sock.destroy();
+          server.close(() => res());
+        }),
+      });
+    });
+  });
+}
+
 // ---- against wshub ----
 
 let hub;
+// The HTTP transports' runs: no per-client rate limit (a window of POSTs
+// may exceed it) and a ring that polling cannot outrun here.
+let httpHub;
 before(async () => {
   hub = await startWshub();
+  httpHub = await startWshub(['--msg-rate', '0', '--history', '1000']);
 });
 after(async () => {
   if (hub) await stopProcess(hub.child);
+  if (httpHub) await stopProcess(httpHub.child);
 });
 
 test('fan-out through wshub: every client gets every message exactly once', async () => {
@@ -352,6 +525,145 @@ test('hold: prints "connected N" before the RESULT line', async () => {
   assert.equal(num(r, 'errors'), 0);
 });
 
+
+// ---- HTTP transports against wshub: counts, never speed ----
+
+function assertHttpExact(r, transport, { conns, senders, sent }) {
+  assert.equal(r.transport, transport);
+  assert.equal(r.format, 'chat-json');
+  assert.equal(num(r, 'conns'), conns);
+  assert.equal(num(r, 'connected'), conns);
+  assert.equal(num(r, 'senders'), senders);
+  assert.equal(num(r, 'sent'), sent);
+  assert.equal(num(r, 'expected'), sent * conns);
+  assert.equal(num(r, 'delivered'), sent * conns);
+  assert.equal(r.delivery_ratio, '1.0000');
+  assert.equal(num(r, 'duplicates'), 0);
+  assert.equal(num(r, 'missed'), 0);
+  assert.equal(num(r, 'http_errors'), 0);
+  assert.equal(num(r, 'errors'), 0);
+  assertLatencies(r);
+}
+
+for (const transport of ['sse', 'longpoll', 'poll']) {
+  test(`${transport} through wshub: 20 sessions, 2 senders, every message once`, async () => {
+    const { code, result: r, resultLines } = await runWsload([
+      '--url', `http://127.0.0.1:${httpHub.port}/?room=t-${transport}`, '--transport', transport,
+      '--connections', '20', '--senders', '2', '--messages', '150', '--rate', '150',
+      '--poll-interval', '100', '--duration', '10', '--drain', '3', '--quiet',
+    ]);
+    assert.equal(code, 0);
+    assert.equal(resultLines, 1);
+    assert.equal(r.mode, 'fanout');
+    assertHttpExact(r, transport, { conns: 20, senders: 2, sent: 300 });
+    assert.equal(num(r, 'reconnects'), 0);
+    if (transport === 'sse') {
+      // 20 GET /events and one POST per message, nothing else.
+      assert.equal(num(r, 'requests'), 20 + 300);
+      // 20 welcomes, 300 messages on each of the 20 streams.
+      assert.ok(num(r, 'frames_in') >= 20 + 300 * 20);
+    } else {
+      // At least the first poll of each session, then one per answer.
+      assert.ok(num(r, 'requests') > 300 + 20);
+    }
+  });
+}
+
+for (const transport of ['sse', 'longpoll', 'poll']) {
+  test(`${transport} through wshub with a window: every sender sees its own messages`, async () => {
+    const { code, result: r } = await runWsload([
+      '--url', `http://127.0.0.1:${httpHub.port}/?room=w-${transport}`, '--transport', transport,
+      '--connections', '10', '--senders', '10', '--rate', '0', '--window', '2',
+      '--messages', '20', '--poll-interval', '50', '--payload', '300',
+      '--duration', '10', '--drain', '3', '--quiet',
+    ]);
+    assert.equal(code, 0);
+    assert.equal(r.mode, 'saturation');
+    assertHttpExact(r, transport, { conns: 10, senders: 10, sent: 200 });
+  });
+}
+
+// ---- HTTP transports against the fake chat ----
+
+test('sse parsing: CRLF and LF, comments, multi-line data, split events', async () => {
+  const fake = await startFakeHttpChat();
+  try {
+    const { code, result: r } = await runWsload([
+      '--url', `http://127.0.0.1:${fake.port}/`, '--transport', 'sse', '--connections', '5',
+      '--senders', '2', '--messages', '20', '--rate', '40', '--window', '2',
+      '--duration', '10', '--drain', '2', '--quiet',
+    ]);
+    assert.equal(code, 0);
+    assert.equal(fake.stats.streams, 5);
+    assert.equal(fake.stats.posts, 40);
+    assert.equal(fake.stats.badSession, 0);
+    assertHttpExact(r, 'sse', { conns: 5, senders: 2, sent: 40 });
+    assert.equal(num(r, 'requests'), 45);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('poll parsing: tricky strings, markers outside "messages", skipped ids', async () => {
+  const fake = await startFakeHttpChat({ dropEvery: 10 });
+  try {
+    const { code, result: r } = await runWsload([
+      '--url', `http://127.0.0.1:${fake.port}/?room=x`, '--transport', 'poll',
+      '--poll-interval', '50', '--connections', '5', '--senders', '2', '--messages', '20',
+      '--rate', '40', '--window', '2', '--duration', '10', '--drain', '2', '--quiet',
+    ]);
+    assert.equal(code, 0);
+    assert.equal(fake.stats.badSession, 0);
+    assert.equal(fake.stats.dropped, 4);
+    // A dropped message of a sender's own frees its window once its
+    // receiver has polled past the id: all 40 are sent.
+    assert.equal(num(r, 'sent'), 40);
+    assert.equal(num(r, 'expected'), 200);
+    assert.equal(num(r, 'delivered'), 36 * 5);
+    assert.equal(num(r, 'missed'), 4 * 5);
+    assert.equal(num(r, 'duplicates'), 0);
+    assert.equal(num(r, 'errors'), 0);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('refused POSTs are http_errors and free the window', async () => {
+  const fake = await startFakeHttpChat({ refusePostEvery: 5 });
+  try {
+    const { code, result: r } = await runWsload([
+      '--url', `http://127.0.0.1:${fake.port}/`, '--transport', 'sse', '--connections', '4',
+      '--senders', '2', '--messages', '20', '--rate', '40', '--window', '1',
+      '--duration', '10', '--drain', '1', '--quiet',
+    ]);
+    assert.equal(code, 0);
+    assert.equal(fake.stats.refused, 8);
+    assert.equal(num(r, 'sent'), 40);
+    assert.equal(num(r, 'expected'), 160);
+    assert.equal(num(r, 'delivered'), 32 * 4);
+    assert.equal(num(r, 'http_errors'), 8);
+    assert.equal(num(r, 'errors'), 8);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('an event stream refused with 503: handshake errors, exit 1', async () => {
+  const fake = await startFakeHttpChat({ refuseEvents: true });
+  try {
+    const { code, result: r } = await runWsload([
+      '--url', `http://127.0.0.1:${fake.port}/`, '--transport', 'sse', '--connections', '3',
+      '--senders', '1', '--duration', '0.2', '--quiet',
+    ]);
+    assert.equal(code, 1);
+    assert.equal(num(r, 'connected'), 0);
+    assert.equal(num(r, 'handshake_errors'), 3);
+    assert.equal(num(r, 'sent'), 0);
+  } finally {
+    await fake.close();
+  }
+});
+
 // ---- against the raw relay ----
 
 test('a relay that drops every 10th message: delivered < expected, exactly', async () => {
@@ -427,6 +739,12 @@ test('usage errors exit 2', async () => {
     ['--url', 'ws://127.0.0.1:1/', '--connections', '2', '--senders', '3'],
     ['--url', 'ws://127.0.0.1:1/', '--format', 'xml'],
     ['--url', 'ws://127.0.0.1:1/', '--bogus'],
+    ['--url', 'ws://127.0.0.1:1/', '--transport', 'carrier-pigeon'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'ws'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'sse', '--format', 'raw'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'poll', '--handshake-only'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'longpoll', '--poll-wait', '31'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'poll', '--poll-interval', '0'],
   ]) {
     const { code, resultLines } = await runWsload(args);
     assert.equal(code, 2, `args ${args.join(' ')}`);

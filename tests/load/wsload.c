@@ -1,5 +1,6 @@
 /*
- * wsload.c — a WebSocket chat load generator (Linux, epoll, one thread).
+ * wsload.c — a chat load generator (Linux, epoll, one thread): WebSocket,
+ * Server-Sent Events, long polling and polling.
  *
  * Opens C client connections to a chat server that relays every message it
  * gets to all of its clients (wshub, the lecture's Node.js chat, or any
@@ -10,7 +11,7 @@
  *   wsl:<run id, 8 hex>:<sender index>:<seq>:<send time, CLOCK_MONOTONIC ns>
  *
  * Whatever the server wraps around the text (JSON, "me: " prefixes), the
- * first marker found in a received text message is the one counted. Other
+ * first marker found in a received message is the one counted. Other
  * modes hold connections idle (memory measurement) or only measure the
  * opening handshake rate. At the end it prints exactly one line that starts
  * with "RESULT " (key=value pairs; see tests/load/README.md) on stdout;
@@ -21,12 +22,26 @@
  * client frames, unmasked server frames with 7/16/64-bit lengths,
  * fragmented messages reassembled, pings answered, close handshake.
  *
+ * --transport sse|longpoll|poll speaks wshub's HTTP transports instead
+ * (docs/PROTOCOL.md, "HTTP transports"), with an HTTP/1.1 client of its
+ * own: each of the C receivers is a session — one GET /events stream
+ * parsed event by event, or a keep-alive connection looping GET /poll
+ * (held up to --poll-wait s, or every --poll-interval ms with wait=0) — and
+ * each sender s has one more keep-alive connection that pipelines
+ * POST /messages with receiver s's session, so its own messages come back
+ * on receiver s. Responses need a Content-Length (wshub always sends one);
+ * poll bodies are scanned, not parsed: the top level's "last_id" and the
+ * objects of its "messages" array. A request connection the server closed
+ * while idle (keep-alive timeout) is opened again; a poll lost that way is
+ * sent again (it is idempotent), a POST is not.
+ *
  * Ownership: everything lives in one wsl_ctx_t created in main(): the
- * connection array, each connection's heap buffers (in: bytes not yet
- * parsed; msg: a fragmented message being reassembled; out: bytes the
- * kernel did not take yet) and the shared read and frame scratch buffers.
- * Each buffer is owned by its connection and freed when it closes or at
- * exit. No globals.
+ * connection array (receivers 0..C-1, then the senders' POST connections),
+ * each connection's heap buffers (in: bytes not yet parsed; msg: a
+ * fragmented message or a multi-line event being assembled; out: bytes the
+ * kernel did not take yet), the poll timer heap and the shared read and
+ * frame scratch buffers. Each buffer is owned by its connection and freed
+ * when it closes or at exit. No globals.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -74,6 +89,20 @@
 
 enum { WSL_FMT_RAW, WSL_FMT_CHAT_JSON, WSL_FMT_LECTURE2 };
 
+enum { WSL_TR_WS, WSL_TR_SSE, WSL_TR_LONGPOLL, WSL_TR_POLL };
+
+/* What a connection is: a WebSocket client, an event stream, a polling
+ * receiver, or a sender's POST connection. */
+enum { WSL_K_WS, WSL_K_SSE, WSL_K_POLL, WSL_K_POST };
+
+/* HTTP input: response heads (with Content-Length bodies), or, after an
+ * event stream's head, events until the connection ends. */
+enum { WSL_HP_HEAD, WSL_HP_STREAM };
+
+#define WSL_TOKEN_LEN 32
+/* Consecutive reconnects of a poll connection without an answer between. */
+#define WSL_MAX_RETRIES 3
+
 enum {
   WSL_ST_IDLE,       /* not started */
   WSL_ST_CONNECTING, /* connect() in progress */
@@ -102,28 +131,52 @@ typedef struct wsl_conn {
   int fd;
   uint32_t index;
   uint8_t state;
-  bool in_msg;   /* a fragmented message is being reassembled */
-  bool want_out; /* EPOLLOUT armed */
-  bool failed;   /* counted as an error already */
+  uint8_t kind;      /* WSL_K_* */
+  uint8_t hphase;    /* HTTP kinds: WSL_HP_* */
+  uint8_t retries;   /* poll: reconnects since the last answer */
+  bool in_msg;       /* a fragmented message is being reassembled */
+  bool want_out;     /* EPOLLOUT armed */
+  bool failed;       /* counted as an error already */
+  bool reconnecting; /* HTTP: a new socket is connecting, state unchanged */
+  bool dropped;      /* HTTP: the server closed it idle; reopened on write */
   uint8_t msg_opcode;
-  uint64_t t_state; /* when the current state began (ns) */
-  uint64_t t_start; /* when connect() was called (ns) */
+  uint32_t pending;  /* HTTP: requests sent, not answered yet */
+  uint32_t heap_pos; /* poll: 1 + place in the poll heap, 0 if not in it */
+  uint64_t after;    /* poll: the newest message id seen (the next after) */
+  uint64_t t_next;   /* poll: when the next poll is due (ns) */
+  uint64_t t_state;  /* when the current state began (ns) */
+  uint64_t t_start;  /* when connect() was called (ns) */
   wsl_buf_t in;
   wsl_buf_t msg;
   wsl_buf_t out;
-  char key[25]; /* Sec-WebSocket-Key while in HANDSHAKE */
+  union {
+    char key[25]; /* WebSocket: Sec-WebSocket-Key while in HANDSHAKE */
+    char token[WSL_TOKEN_LEN + 1]; /* HTTP receivers: the session */
+  };
 } wsl_conn_t;
 
 typedef struct wsl_sender {
   uint64_t seq;      /* last sequence number sent */
   uint32_t inflight; /* sent, not yet received back by this sender */
   uint64_t next_ns;  /* next scheduled send (rate mode) */
+  /* Polling with a window: the ids (from the POSTs' 202s) of messages its
+   * receiver has not polled past yet, oldest first; a ring of `window`
+   * entries in ctx->ids. */
+  uint32_t ids_head;
+  uint32_t ids_len;
 } wsl_sender_t;
 
 typedef struct wsl_opts {
   char host[256];
   char port[8];
   char path[1024];
+  char query[1024];  /* the URL's query, without '?' (HTTP transports) */
+  char hosthdr[300]; /* Host header value: host (bracketed if IPv6):port */
+  int transport;
+  bool url_http; /* http:// (HTTP transports only) */
+  uint32_t poll_interval_ms;
+  uint32_t poll_wait;
+  bool format_set;
   uint32_t connections;
   uint32_t senders;
   double rate;
@@ -153,8 +206,12 @@ typedef struct wsl_ctx {
   int epfd;
   int sigfd;
   wsl_conn_t *conns;
+  uint32_t nconns; /* receivers, then (HTTP) one POST connection a sender */
+  uint32_t *heap;  /* poll receivers by t_next (a binary min-heap) */
+  uint32_t heap_len;
   wsl_sender_t *senders;
   uint32_t *last_seq; /* [receiver * senders + sender], or NULL */
+  uint64_t *ids;      /* [sender * window]: see wsl_sender_t, or NULL */
   char *rbuf;
   char *fbuf; /* outgoing frame scratch */
   size_t fbuf_cap;
@@ -173,14 +230,20 @@ typedef struct wsl_ctx {
   uint64_t connect_errors;
   uint64_t handshake_errors;
   uint64_t protocol_errors;
+  uint64_t http_errors;
   uint64_t closed_unexpected;
   uint64_t sent;
   uint64_t expected;
   uint64_t delivered;
   uint64_t warmup_sent;
   int64_t duplicates;
+  uint64_t missed;
+  uint64_t receipts; /* markers of this run received, warmup included */
   uint64_t frames_in;
   uint64_t bytes_in;
+  uint64_t bytes_out;
+  uint64_t requests;
+  uint64_t reconnects;
   /* times (ns, CLOCK_MONOTONIC) */
   uint64_t t_begin;
   uint64_t t_connected;
@@ -313,13 +376,76 @@ static double hist_mean_ms(const wsl_hist_t *h) {
   return h->total ? (double)(h->sum_ns / (long double)h->total) / 1e6 : 0;
 }
 
+/* ------------------------------------------------------------ poll heap */
+
+/* Poll receivers waiting for their next poll, a binary min-heap on t_next;
+ * each connection is in it at most once (heap_pos). No allocation: the
+ * array holds every receiver. */
+static void heap_set(wsl_ctx_t *ctx, uint32_t pos, uint32_t idx) {
+  ctx->heap[pos] = idx;
+  ctx->conns[idx].heap_pos = pos + 1;
+}
+
+static void heap_up(wsl_ctx_t *ctx, uint32_t pos) {
+  uint32_t idx = ctx->heap[pos];
+  uint64_t t = ctx->conns[idx].t_next;
+  while (pos > 0) {
+    uint32_t parent = (pos - 1) / 2;
+    if (ctx->conns[ctx->heap[parent]].t_next <= t)
+      break;
+    heap_set(ctx, pos, ctx->heap[parent]);
+    pos = parent;
+  }
+  heap_set(ctx, pos, idx);
+}
+
+static void heap_down(wsl_ctx_t *ctx, uint32_t pos) {
+  uint32_t idx = ctx->heap[pos];
+  uint64_t t = ctx->conns[idx].t_next;
+  for (;;) {
+    uint32_t l = 2 * pos + 1;
+    if (l >= ctx->heap_len)
+      break;
+    uint32_t m = l;
+    if (l + 1 < ctx->heap_len &&
+        ctx->conns[ctx->heap[l + 1]].t_next < ctx->conns[ctx->heap[l]].t_next)
+      m = l + 1;
+    if (ctx->conns[ctx->heap[m]].t_next >= t)
+      break;
+    heap_set(ctx, pos, ctx->heap[m]);
+    pos = m;
+  }
+  heap_set(ctx, pos, idx);
+}
+
+static void heap_remove(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (c->heap_pos == 0)
+    return;
+  uint32_t pos = c->heap_pos - 1;
+  c->heap_pos = 0;
+  uint32_t last = ctx->heap[--ctx->heap_len];
+  if (pos == ctx->heap_len)
+    return;
+  heap_set(ctx, pos, last);
+  heap_up(ctx, pos);
+  heap_down(ctx, ctx->conns[last].heap_pos - 1);
+}
+
+/* (Re)schedules c's next poll at t. */
+static void heap_schedule(wsl_ctx_t *ctx, wsl_conn_t *c, uint64_t t) {
+  heap_remove(ctx, c);
+  c->t_next = t;
+  heap_set(ctx, ctx->heap_len++, c->index);
+  heap_up(ctx, ctx->heap_len - 1);
+}
+
 /* ------------------------------------------------------------- sockets */
 
 static void conn_set_events(wsl_ctx_t *ctx, wsl_conn_t *c, bool add) {
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
   ev.data.u32 = c->index;
-  if (c->state == WSL_ST_CONNECTING)
+  if (c->state == WSL_ST_CONNECTING || c->reconnecting)
     ev.events = EPOLLOUT;
   else
     ev.events = EPOLLIN | (c->want_out ? EPOLLOUT : 0);
@@ -336,9 +462,11 @@ static void conn_set_state(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t st) {
     ctx->inflight--;
   else if (!was_flight && is_flight)
     ctx->inflight++;
-  if (c->state == WSL_ST_OPEN && st != WSL_ST_OPEN)
+  /* `open` counts receivers: a sender's POST connection receives nothing. */
+  bool receiver = c->kind != WSL_K_POST;
+  if (receiver && c->state == WSL_ST_OPEN && st != WSL_ST_OPEN)
     ctx->open--;
-  else if (c->state != WSL_ST_OPEN && st == WSL_ST_OPEN)
+  else if (receiver && c->state != WSL_ST_OPEN && st == WSL_ST_OPEN)
     ctx->open++;
   c->state = st;
   c->t_state = wsl_now();
@@ -360,6 +488,10 @@ static void conn_finish(wsl_ctx_t *ctx, wsl_conn_t *c) {
   buf_free(&c->out);
   c->in_msg = false;
   c->want_out = false;
+  c->reconnecting = false;
+  c->dropped = false;
+  c->pending = 0;
+  heap_remove(ctx, c);
   conn_set_state(ctx, c, WSL_ST_DONE);
 }
 
@@ -378,9 +510,12 @@ static void conn_fail(wsl_ctx_t *ctx, wsl_conn_t *c, uint64_t *counter) {
 }
 
 static void conn_flush(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (c->reconnecting)
+    return;
   while (c->out.len > 0) {
     ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
     if (n > 0) {
+      ctx->bytes_out += (uint64_t)n;
       buf_consume(&c->out, (size_t)n);
       continue;
     }
@@ -399,11 +534,15 @@ static void conn_flush(wsl_ctx_t *ctx, wsl_conn_t *c) {
 }
 
 /* Sends bytes in order after anything already queued. */
+static void conn_reconnect(wsl_ctx_t *ctx, wsl_conn_t *c);
+
 static void conn_write(wsl_ctx_t *ctx, wsl_conn_t *c, const void *data,
                        size_t len) {
+  if (c->fd < 0 && c->dropped)
+    conn_reconnect(ctx, c);
   if (c->fd < 0)
     return;
-  if (c->out.len == 0) {
+  if (c->out.len == 0 && !c->reconnecting) {
     ssize_t n;
     do
       n = send(c->fd, data, len, MSG_NOSIGNAL);
@@ -414,13 +553,14 @@ static void conn_write(wsl_ctx_t *ctx, wsl_conn_t *c, const void *data,
     }
     if (n < 0)
       n = 0;
+    ctx->bytes_out += (uint64_t)n;
     data = (const char *)data + n;
     len -= (size_t)n;
     if (len == 0)
       return;
   }
   buf_append(&c->out, data, len);
-  if (!c->want_out) {
+  if (!c->want_out && !c->reconnecting) {
     c->want_out = true;
     conn_set_events(ctx, c, false);
   }
@@ -461,8 +601,13 @@ static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
   conn_write(ctx, c, f, h + len);
 }
 
-/* Starts our side of the close handshake (code 1000). */
+/* Starts our side of the close handshake (code 1000); an HTTP connection
+ * is simply closed. */
 static void conn_close(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (c->kind != WSL_K_WS) {
+    conn_finish(ctx, c);
+    return;
+  }
   if (c->state != WSL_ST_OPEN)
     return;
   const char code[2] = {(char)0x03, (char)0xe8};
@@ -492,13 +637,13 @@ static void conn_send_request(wsl_ctx_t *ctx, wsl_conn_t *c) {
   char req[2048];
   int n = snprintf(req, sizeof req,
                    "GET %s HTTP/1.1\r\n"
-                   "Host: %s:%s\r\n"
+                   "Host: %s\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
                    "User-Agent: wsload\r\n\r\n",
-                   ctx->opt.path, ctx->opt.host, ctx->opt.port, c->key);
+                   ctx->opt.path, ctx->opt.hosthdr, c->key);
   conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
   c->want_out = false;
   conn_set_events(ctx, c, false);
@@ -584,6 +729,7 @@ static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
         !parse_u64(&p, end, &ns) || s >= ctx->opt.senders)
       continue;
     uint64_t now = wsl_now();
+    ctx->receipts++;
     if (ctx->last_seq) {
       uint32_t *last =
           &ctx->last_seq[(uint64_t)c->index * ctx->opt.senders + s];
@@ -592,7 +738,8 @@ static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
       else
         *last = (uint32_t)seq;
     }
-    if (s == c->index && ctx->senders[s].inflight > 0)
+    /* Polling with a window counts by id instead (ids_release). */
+    if (s == c->index && ctx->senders[s].inflight > 0 && !ctx->ids)
       ctx->senders[s].inflight--;
     if (ns >= ctx->t_measure && ns < ctx->t_send_end) {
       ctx->delivered++;
@@ -725,18 +872,571 @@ static size_t conn_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
   return off;
 }
 
+/* ------------------------------------------------------ HTTP transports */
+
+typedef struct wsl_head {
+  int status;
+  int64_t clen; /* Content-Length, -1 if absent */
+  bool chunked;
+  bool event_stream; /* Content-Type: text/event-stream */
+  const char *token; /* X-Wshub-Session value, or NULL */
+  size_t token_len;
+} wsl_head_t;
+
+static bool head_name_is(const char *p, size_t n, const char *name) {
+  size_t nl = strlen(name);
+  return n == nl && strncasecmp(p, name, nl) == 0;
+}
+
+/* Parses a response head (without the final CRLF CRLF). */
+static bool head_parse(const char *p, size_t len, wsl_head_t *h) {
+  memset(h, 0, sizeof *h);
+  h->clen = -1;
+  if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+    return false;
+  for (int i = 9; i < 12; i++) {
+    if (p[i] < '0' || p[i] > '9')
+      return false;
+    h->status = h->status * 10 + (p[i] - '0');
+  }
+  const char *end = p + len;
+  const char *line = memmem(p, len, "\r\n", 2);
+  while (line && line + 2 < end) {
+    line += 2;
+    const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
+    if (!eol)
+      eol = end;
+    const char *colon = memchr(line, ':', (size_t)(eol - line));
+    if (!colon)
+      return false;
+    const char *v = colon + 1;
+    while (v < eol && (*v == ' ' || *v == '\t'))
+      v++;
+    const char *ve = eol;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+      ve--;
+    size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
+    if (head_name_is(line, nl, "content-length")) {
+      uint64_t n = 0;
+      const char *q = v;
+      if (vl == 0 || vl > 15 || !parse_u64(&q, ve, &n) || q != ve)
+        return false;
+      h->clen = (int64_t)n;
+    } else if (head_name_is(line, nl, "transfer-encoding")) {
+      h->chunked = true; /* anything but identity: not supported */
+    } else if (head_name_is(line, nl, "content-type")) {
+      h->event_stream =
+          vl >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
+    } else if (head_name_is(line, nl, "x-wshub-session")) {
+      h->token = v;
+      h->token_len = vl;
+    }
+    line = eol;
+  }
+  return true;
+}
+
+/* A session token is what wshub issues: 32 lowercase hex characters. */
+static bool token_ok(const char *t, size_t n) {
+  if (n != WSL_TOKEN_LEN)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'a' && t[i] <= 'f')))
+      return false;
+  return true;
+}
+
+/* A receiver's later answers name the same session; a different one means
+ * the server forgot ours (counted as a protocol error; the new one is
+ * used from then on). */
+static void token_check(wsl_ctx_t *ctx, wsl_conn_t *c, const wsl_head_t *h) {
+  if (!h->token || !token_ok(h->token, h->token_len) ||
+      memcmp(h->token, c->token, WSL_TOKEN_LEN) == 0)
+    return;
+  ctx->protocol_errors++;
+  memcpy(c->token, h->token, WSL_TOKEN_LEN);
+}
+
+static void sse_send_request(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  const wsl_opts_t *o = &ctx->opt;
+  char req[2048];
+  int n = snprintf(req, sizeof req,
+                   "GET /events%s%s HTTP/1.1\r\n"
+                   "Host: %s\r\n"
+                   "Accept: text/event-stream\r\n"
+                   "User-Agent: wsload\r\n\r\n",
+                   o->query[0] ? "?" : "", o->query, o->hosthdr);
+  conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
+  c->hphase = WSL_HP_HEAD;
+  c->want_out = false;
+  conn_set_events(ctx, c, false);
+  ctx->requests++;
+  conn_write(ctx, c, req, (size_t)n);
+}
+
+/* Sends c's next GET /poll (the first one: no session, no after; never
+ * held by the server). */
+static void poll_send(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  const wsl_opts_t *o = &ctx->opt;
+  unsigned wait = o->transport == WSL_TR_POLL ? 0 : o->poll_wait;
+  if (c->pending > 0 || c->state == WSL_ST_DONE)
+    return;
+  const char *amp = o->query[0] ? "&" : "";
+  char req[2048];
+  int n;
+  if (c->state == WSL_ST_OPEN)
+    n = snprintf(req, sizeof req,
+                 "GET /poll?%s%safter=%" PRIu64 "&wait=%u HTTP/1.1\r\n"
+                 "Host: %s\r\n"
+                 "X-Wshub-Session: %s\r\n"
+                 "User-Agent: wsload\r\n\r\n",
+                 o->query, amp, c->after, wait, o->hosthdr, c->token);
+  else
+    n = snprintf(req, sizeof req,
+                 "GET /poll?%s%swait=%u HTTP/1.1\r\n"
+                 "Host: %s\r\n"
+                 "User-Agent: wsload\r\n\r\n",
+                 o->query, amp, wait, o->hosthdr);
+  c->pending++;
+  ctx->requests++;
+  conn_write(ctx, c, req, (size_t)n);
+}
+
+/* Scans a poll answer {"type":"poll",…,"last_id":N,"messages":[{…},…]}:
+ * every object of the top level's "messages" array is one message (its
+ * first marker is counted, as for a WebSocket text); *last_id is set from
+ * the top level's "last_id", *nmsgs to the number of messages. Strings are
+ * skipped whole, so nothing inside a text can be taken for structure. Returns
+ * false if the body is not such an object. */
+static bool poll_on_body(wsl_ctx_t *ctx, wsl_conn_t *c, const char *p, size_t n,
+                         uint64_t *last_id, uint64_t *nmsgs) {
+  static const char k_last[] = "last_id", k_msgs[] = "messages";
+  size_t i = 0;
+  int depth = 0;
+  bool found_last = false;
+  bool msgs_next = false; /* the value after ':' is "messages"' */
+  int msgs_depth = 0;     /* depth of the messages array while inside it */
+  uint64_t nobj = 0;      /* message objects seen */
+  const char *str = NULL; /* the last string seen at depth 1 */
+  size_t str_len = 0;
+  size_t obj = 0; /* start of the message object being scanned */
+  while (i < n) {
+    char ch = p[i];
+    if (ch == '"') {
+      size_t j = i + 1;
+      for (;;) {
+        const char *q = memchr(p + j, '"', n - j);
+        if (!q)
+          return false;
+        size_t k = (size_t)(q - p), bs = 0;
+        while (k - bs > i + 1 && p[k - bs - 1] == '\\')
+          bs++;
+        j = k + 1;
+        if (bs % 2 == 0)
+          break;
+      }
+      if (depth == 1) {
+        str = p + i + 1;
+        str_len = j - i - 2;
+      }
+      i = j;
+      continue;
+    }
+    switch (ch) {
+    case ':':
+      if (depth == 1 && str) {
+        if (str_len == sizeof k_last - 1 && memcmp(str, k_last, str_len) == 0) {
+          const char *q = p + i + 1;
+          while (q < p + n &&
+                 (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+            q++;
+          found_last = parse_u64(&q, p + n, last_id);
+        } else {
+          msgs_next =
+              str_len == sizeof k_msgs - 1 && memcmp(str, k_msgs, str_len) == 0;
+        }
+      }
+      str = NULL;
+      break;
+    case '[':
+    case '{':
+      depth++;
+      if (ch == '[' && depth == 2 && msgs_next)
+        msgs_depth = 2;
+      else if (ch == '{' && msgs_depth && depth == 3)
+        obj = i;
+      msgs_next = false;
+      break;
+    case ']':
+    case '}':
+      if (ch == '}' && msgs_depth && depth == 3) {
+        msg_on_text(ctx, c, p + obj, i + 1 - obj);
+        nobj++;
+      } else if (ch == ']' && depth == msgs_depth) {
+        msgs_depth = 0;
+      }
+      depth--;
+      if (depth < 0)
+        return false;
+      break;
+    case ',':
+      str = NULL;
+      if (depth == 1)
+        msgs_next = false;
+      break;
+    default:
+      break;
+    }
+    i++;
+  }
+  *nmsgs = nobj;
+  return depth == 0 && found_last;
+}
+
+/* Parses events from an event stream's body: lines end with LF or CRLF,
+ * an empty line ends an event, "data" lines are joined with LF (in place
+ * when there is one, as wshub sends), "event: welcome" opens the
+ * receiver, comments and other fields are skipped. Returns the bytes
+ * consumed (whole events), or SIZE_MAX if c was closed. */
+static size_t sse_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+                        size_t len) {
+  size_t off = 0;
+  for (;;) {
+    size_t p = off;
+    const char *d1 = NULL;
+    size_t d1len = 0;
+    unsigned ndata = 0;
+    bool welcome = false;
+    bool complete = false;
+    while (p < len) {
+      const char *nl = memchr(data + p, '\n', len - p);
+      if (!nl)
+        break;
+      size_t e = (size_t)(nl - data);
+      const char *line = data + p;
+      size_t ll = e - p;
+      if (ll > 0 && line[ll - 1] == '\r')
+        ll--;
+      p = e + 1;
+      if (ll == 0) {
+        complete = true;
+        break;
+      }
+      if (line[0] == ':')
+        continue;
+      const char *colon = memchr(line, ':', ll);
+      size_t nlen = colon ? (size_t)(colon - line) : ll;
+      const char *v = colon ? colon + 1 : line + ll;
+      size_t vl = colon ? ll - nlen - 1 : 0;
+      if (vl > 0 && *v == ' ') {
+        v++;
+        vl--;
+      }
+      if (nlen == 4 && memcmp(line, "data", 4) == 0) {
+        if (ndata == 0) {
+          d1 = v;
+          d1len = vl;
+        } else {
+          if (ndata == 1) {
+            c->msg.len = 0;
+            buf_append(&c->msg, d1, d1len);
+          }
+          buf_append(&c->msg, "\n", 1);
+          buf_append(&c->msg, v, vl);
+        }
+        ndata++;
+      } else if (nlen == 5 && memcmp(line, "event", 5) == 0) {
+        welcome = vl == 7 && memcmp(v, "welcome", 7) == 0;
+      }
+    }
+    if (!complete) {
+      if (len - off > WSL_MAX_MESSAGE) {
+        conn_fail(ctx, c, &ctx->protocol_errors);
+        return SIZE_MAX;
+      }
+      return off;
+    }
+    off = p;
+    if (ndata == 0)
+      continue; /* a comment (": ping") or an event without data */
+    ctx->frames_in++;
+    if (c->state == WSL_ST_HANDSHAKE) {
+      /* The welcome comes after the stream joined the room: from then on
+       * it is a member. Whatever precedes it is not counted. */
+      if (welcome) {
+        conn_on_upgrade(ctx, c);
+        if (c->state == WSL_ST_DONE)
+          return SIZE_MAX;
+      }
+      continue;
+    }
+    if (ndata == 1)
+      msg_on_text(ctx, c, d1, d1len);
+    else
+      msg_on_text(ctx, c, c->msg.data, c->msg.len);
+  }
+}
+
+/* The answer to one of sender s's POSTs: 202, or an error that frees the
+ * message's place in the window (it will not come back). When polling
+ * with a window, the 202's id is kept until receiver s polls past it. */
+static void post_on_response(wsl_ctx_t *ctx, wsl_conn_t *c, const wsl_head_t *h,
+                             const char *body, size_t len) {
+  uint32_t s = c->index - ctx->opt.connections;
+  wsl_sender_t *sd = &ctx->senders[s];
+  if (c->pending > 0)
+    c->pending--;
+  ctx->frames_in++;
+  token_check(ctx, &ctx->conns[s], h);
+  if (h->status != 202) {
+    ctx->http_errors++;
+    if (sd->inflight > 0)
+      sd->inflight--;
+    return;
+  }
+  if (!ctx->ids)
+    return;
+  /* {"type":"accepted","id":N}: the message's id. */
+  const char *k = memmem(body, len, "\"id\":", 5);
+  uint64_t id = 0;
+  const char *q = k ? k + 5 : NULL;
+  if (!q || !parse_u64(&q, body + len, &id)) {
+    ctx->protocol_errors++;
+    if (sd->inflight > 0)
+      sd->inflight--;
+    return;
+  }
+  if (id <= ctx->conns[s].after || sd->ids_len >= ctx->opt.window) {
+    if (sd->inflight > 0)
+      sd->inflight--; /* seen (or lost) already */
+    return;
+  }
+  uint32_t w = ctx->opt.window;
+  ctx->ids[(uint64_t)s * w + (sd->ids_head + sd->ids_len) % w] = id;
+  sd->ids_len++;
+}
+
+/* Receiver s polled up to `after`: sender s's messages up to there have
+ * come back or were dropped from the ring before it polled; either way
+ * they are no longer in flight. */
+static void ids_release(wsl_ctx_t *ctx, uint32_t s, uint64_t after) {
+  wsl_sender_t *sd = &ctx->senders[s];
+  uint32_t w = ctx->opt.window;
+  while (sd->ids_len > 0 && ctx->ids[(uint64_t)s * w + sd->ids_head] <= after) {
+    sd->ids_head = (sd->ids_head + 1) % w;
+    sd->ids_len--;
+    if (sd->inflight > 0)
+      sd->inflight--;
+  }
+}
+
+/* A poll's answer. Returns false if c was closed. */
+static bool poll_on_response(wsl_ctx_t *ctx, wsl_conn_t *c, const wsl_head_t *h,
+                             const char *body, size_t len) {
+  uint64_t now = wsl_now();
+  const wsl_opts_t *o = &ctx->opt;
+  uint64_t interval = (uint64_t)o->poll_interval_ms * 1000000ull;
+  bool poll = o->transport == WSL_TR_POLL;
+  if (c->pending > 0)
+    c->pending--;
+  ctx->frames_in++;
+  uint64_t last = c->after, nmsgs = 0;
+  if (c->state == WSL_ST_HANDSHAKE) {
+    /* The first poll: the session, and where the room stands. */
+    if (h->status != 200 || !h->token || !token_ok(h->token, h->token_len) ||
+        !poll_on_body(ctx, c, body, len, &last, &nmsgs)) {
+      conn_fail(ctx, c, &ctx->handshake_errors);
+      return false;
+    }
+    memcpy(c->token, h->token, WSL_TOKEN_LEN);
+    c->token[WSL_TOKEN_LEN] = 0;
+    c->after = last;
+    c->retries = 0;
+    conn_on_upgrade(ctx, c);
+    /* Polling clients start at random phases of the interval. */
+    heap_schedule(ctx, c, poll ? now + wsl_rand(ctx) % (interval + 1) : now);
+    return true;
+  }
+  token_check(ctx, c, h);
+  c->retries = 0;
+  if (h->status == 200) {
+    if (!poll_on_body(ctx, c, body, len, &last, &nmsgs)) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return false;
+    }
+    /* Ids up to last_id that the answer lacks: messages the room's ring
+     * dropped before this poll came. */
+    if (last > c->after && last - c->after > nmsgs)
+      ctx->missed += last - c->after - nmsgs;
+    if (last > c->after)
+      c->after = last;
+    if (ctx->ids && c->index < o->senders)
+      ids_release(ctx, c->index, c->after);
+  } else if (h->status != 204) {
+    /* Refused (429, 503, …): counted, tried again a second later. */
+    ctx->http_errors++;
+    heap_schedule(ctx, c, now + WSL_NS);
+    return true;
+  }
+  if (c->state == WSL_ST_OPEN)
+    heap_schedule(ctx, c, poll ? now + interval : now);
+  return true;
+}
+
+/* Parses HTTP responses (and an event stream's events). Returns the bytes
+ * consumed, or SIZE_MAX if c was closed. */
+static size_t http_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+                         size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    if (c->hphase == WSL_HP_STREAM) {
+      size_t used = sse_parse(ctx, c, data + off, len - off);
+      return used == SIZE_MAX ? SIZE_MAX : off + used;
+    }
+    uint64_t *err = c->state == WSL_ST_HANDSHAKE ? &ctx->handshake_errors
+                                                 : &ctx->protocol_errors;
+    const char *e = memmem(data + off, len - off, "\r\n\r\n", 4);
+    if (!e) {
+      if (len - off > WSL_MAX_HEAD) {
+        conn_fail(ctx, c, err);
+        return SIZE_MAX;
+      }
+      return off;
+    }
+    size_t hl = (size_t)(e - (data + off));
+    wsl_head_t h;
+    if (!head_parse(data + off, hl, &h)) {
+      conn_fail(ctx, c, err);
+      return SIZE_MAX;
+    }
+    if (c->kind == WSL_K_SSE) {
+      /* The stream's head: then events until the connection ends. */
+      if (c->state != WSL_ST_HANDSHAKE || h.status != 200 || !h.event_stream ||
+          h.chunked || !h.token || !token_ok(h.token, h.token_len)) {
+        conn_fail(ctx, c, err);
+        return SIZE_MAX;
+      }
+      memcpy(c->token, h.token, WSL_TOKEN_LEN);
+      c->token[WSL_TOKEN_LEN] = 0;
+      c->hphase = WSL_HP_STREAM;
+      off += hl + 4;
+      continue;
+    }
+    /* Polls and POSTs: a whole body, by its length, before looking. */
+    if (h.chunked || h.clen < 0 || (uint64_t)h.clen > WSL_MAX_MESSAGE) {
+      conn_fail(ctx, c, err);
+      return SIZE_MAX;
+    }
+    if (len - off - hl - 4 < (uint64_t)h.clen)
+      return off;
+    const char *body = e + 4;
+    off += hl + 4 + (size_t)h.clen;
+    if (c->kind == WSL_K_POST) {
+      post_on_response(ctx, c, &h, body, (size_t)h.clen);
+    } else if (!poll_on_response(ctx, c, &h, body, (size_t)h.clen)) {
+      return SIZE_MAX;
+    }
+  }
+  return off;
+}
+
 static void conn_feed(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
                       size_t len) {
+  size_t (*parse)(wsl_ctx_t *, wsl_conn_t *, const char *, size_t) =
+      c->kind == WSL_K_WS ? conn_parse : http_parse;
   if (c->in.len > 0) {
     buf_append(&c->in, data, len);
-    size_t used = conn_parse(ctx, c, c->in.data, c->in.len);
+    size_t used = parse(ctx, c, c->in.data, c->in.len);
     if (used != SIZE_MAX)
       buf_consume(&c->in, used);
     return;
   }
-  size_t used = conn_parse(ctx, c, data, len);
+  size_t used = parse(ctx, c, data, len);
   if (used != SIZE_MAX && used < len)
     buf_append(&c->in, data + used, len - used);
+}
+
+static void conn_on_connected(wsl_ctx_t *ctx, wsl_conn_t *c);
+
+/* A new socket for c (bound to its source address), or -1. */
+static int conn_socket(wsl_ctx_t *ctx, const wsl_conn_t *c) {
+  int fd = socket(ctx->addr.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (ctx->opt.source_ips > 1) {
+    struct sockaddr_in src;
+    memset(&src, 0, sizeof src);
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f000001u + c->index % ctx->opt.source_ips);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  return fd;
+}
+
+/* The server closed an open HTTP connection: the socket goes, the
+ * connection stays open (its session, its place in the heap) until it has
+ * something to write. */
+static void conn_drop(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  c->fd = -1;
+  c->in.len = 0;
+  c->out.len = 0;
+  c->pending = 0;
+  c->want_out = false;
+  c->dropped = true;
+}
+
+/* A dropped HTTP connection gets a new socket; what is written while it
+ * connects is queued in out. */
+static void conn_reconnect(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  c->dropped = false;
+  c->hphase = WSL_HP_HEAD;
+  ctx->reconnects++;
+  int fd = conn_socket(ctx, c);
+  if (fd < 0) {
+    conn_fail(ctx, c, &ctx->connect_errors);
+    return;
+  }
+  c->fd = fd;
+  c->reconnecting = true;
+  c->t_state = wsl_now();
+  conn_set_events(ctx, c, true);
+  if (connect(fd, (struct sockaddr *)&ctx->addr, ctx->addrlen) == 0)
+    conn_on_connected(ctx, c);
+  else if (errno != EINPROGRESS)
+    conn_fail(ctx, c, &ctx->connect_errors);
+}
+
+/* The server ended an HTTP connection. A request connection that had
+ * nothing outstanding (a keep-alive timeout) is opened again when it next
+ * writes; a poll connection whose poll was not answered at all is opened
+ * again at once and the poll sent again (it is idempotent), a few times
+ * in a row at most. Returns true if handled; false: the end is counted as
+ * for a WebSocket. */
+static bool http_on_eof(wsl_ctx_t *ctx, wsl_conn_t *c) {
+  if (ctx->phase == WSL_PH_CLOSE || c->state != WSL_ST_OPEN ||
+      c->kind == WSL_K_SSE || c->in.len > 0)
+    return false;
+  if (c->pending == 0) {
+    conn_drop(ctx, c);
+    return true;
+  }
+  if (c->kind == WSL_K_POST || c->retries >= WSL_MAX_RETRIES)
+    return false;
+  c->retries++;
+  conn_drop(ctx, c);
+  heap_schedule(ctx, c, wsl_now());
+  return true;
 }
 
 static void conn_on_readable(wsl_ctx_t *ctx, wsl_conn_t *c) {
@@ -754,6 +1454,8 @@ static void conn_on_readable(wsl_ctx_t *ctx, wsl_conn_t *c) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return;
     /* EOF or reset */
+    if (c->kind != WSL_K_WS && http_on_eof(ctx, c))
+      return;
     if (c->state == WSL_ST_HANDSHAKE)
       conn_fail(ctx, c, &ctx->handshake_errors);
     else if (c->state == WSL_ST_CLOSING)
@@ -771,7 +1473,35 @@ static void conn_on_connected(wsl_ctx_t *ctx, wsl_conn_t *c) {
     conn_fail(ctx, c, &ctx->connect_errors);
     return;
   }
-  conn_send_request(ctx, c);
+  if (c->reconnecting) {
+    c->reconnecting = false;
+    c->hphase = WSL_HP_HEAD;
+    conn_set_events(ctx, c, false);
+    conn_flush(ctx, c); /* what was written meanwhile */
+    return;
+  }
+  switch (c->kind) {
+  case WSL_K_WS:
+    conn_send_request(ctx, c);
+    break;
+  case WSL_K_SSE:
+    sse_send_request(ctx, c);
+    break;
+  case WSL_K_POLL:
+    conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
+    c->hphase = WSL_HP_HEAD;
+    c->want_out = false;
+    conn_set_events(ctx, c, false);
+    poll_send(ctx, c);
+    break;
+  default: /* a sender's POST connection: ready */
+    ctx->settled++;
+    conn_set_state(ctx, c, WSL_ST_OPEN);
+    c->hphase = WSL_HP_HEAD;
+    c->want_out = false;
+    conn_set_events(ctx, c, false);
+    break;
+  }
 }
 
 static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
@@ -780,33 +1510,13 @@ static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
     ctx->t_first_connect = now;
   c->t_start = now;
   ctx->started++;
-  int fd = socket(ctx->addr.ss_family,
-                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = conn_socket(ctx, c);
   if (fd < 0) {
     ctx->connect_errors++;
     ctx->settled++;
     c->failed = true;
     c->state = WSL_ST_DONE;
     return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (ctx->opt.source_ips > 1) {
-    struct sockaddr_in src;
-    memset(&src, 0, sizeof src);
-    src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(0x7f000001u + c->index % ctx->opt.source_ips);
-#ifdef IP_BIND_ADDRESS_NO_PORT
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-#endif
-    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
-      close(fd);
-      ctx->connect_errors++;
-      ctx->settled++;
-      c->failed = true;
-      c->state = WSL_ST_DONE;
-      return;
-    }
   }
   c->fd = fd;
   conn_set_state(ctx, c, WSL_ST_CONNECTING);
@@ -853,6 +1563,33 @@ static size_t msg_build(wsl_ctx_t *ctx, uint32_t s, uint64_t seq, uint64_t ns) {
   return o + pl;
 }
 
+/* POST /messages with receiver s's session on sender s's connection,
+ * pipelined after any it has not had an answer to. One write, built in
+ * the frame scratch buffer. */
+static void post_send(wsl_ctx_t *ctx, uint32_t s, const char *body,
+                      size_t len) {
+  wsl_conn_t *c = &ctx->conns[ctx->opt.connections + s];
+  size_t need = len + 640;
+  if (need > ctx->fbuf_cap) {
+    char *p = realloc(ctx->fbuf, need);
+    if (!p)
+      wsl_die_oom();
+    ctx->fbuf = p;
+    ctx->fbuf_cap = need;
+  }
+  int hl = snprintf(ctx->fbuf, 640,
+                    "POST /messages HTTP/1.1\r\n"
+                    "Host: %s\r\n"
+                    "X-Wshub-Session: %s\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Content-Length: %zu\r\n\r\n",
+                    ctx->opt.hosthdr, ctx->conns[s].token, len);
+  memcpy(ctx->fbuf + hl, body, len);
+  c->pending++;
+  ctx->requests++;
+  conn_write(ctx, c, ctx->fbuf, (size_t)hl + len);
+}
+
 static void sender_send(wsl_ctx_t *ctx, uint32_t s, uint64_t now) {
   wsl_conn_t *c = &ctx->conns[s];
   wsl_sender_t *sd = &ctx->senders[s];
@@ -865,7 +1602,19 @@ static void sender_send(wsl_ctx_t *ctx, uint32_t s, uint64_t now) {
   } else {
     ctx->warmup_sent++;
   }
-  conn_send_frame(ctx, c, 0x1, ctx->text, len);
+  if (ctx->opt.transport == WSL_TR_WS)
+    conn_send_frame(ctx, c, 0x1, ctx->text, len);
+  else
+    post_send(ctx, s, ctx->text, len);
+}
+
+/* Sender s can send: its receiver is open (and, over HTTP, so is its POST
+ * connection). */
+static bool sender_ok(const wsl_ctx_t *ctx, uint32_t s) {
+  if (ctx->conns[s].state != WSL_ST_OPEN)
+    return false;
+  return ctx->opt.transport == WSL_TR_WS ||
+         ctx->conns[ctx->opt.connections + s].state == WSL_ST_OPEN;
 }
 
 /* A sender with --messages N is finished after its N-th message. */
@@ -887,19 +1636,19 @@ static void senders_pump(wsl_ctx_t *ctx) {
           : 0;
   for (uint32_t s = 0; s < ctx->opt.senders; s++) {
     wsl_sender_t *sd = &ctx->senders[s];
-    if (ctx->conns[s].state != WSL_ST_OPEN || sender_finished(ctx, s))
+    if (!sender_ok(ctx, s) || sender_finished(ctx, s))
       continue;
     if (interval == 0) {
       uint64_t t = now;
-      while (sd->inflight < w && ctx->conns[s].state == WSL_ST_OPEN &&
-             t < ctx->t_send_end && !sender_finished(ctx, s)) {
+      while (sd->inflight < w && sender_ok(ctx, s) && t < ctx->t_send_end &&
+             !sender_finished(ctx, s)) {
         sender_send(ctx, s, t);
         t = wsl_now();
       }
       continue;
     }
     while (sd->next_ns <= now && (w == 0 || sd->inflight < w) &&
-           ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s)) {
+           sender_ok(ctx, s) && !sender_finished(ctx, s)) {
       sender_send(ctx, s, now);
       sd->next_ns += interval;
     }
@@ -913,7 +1662,7 @@ static int senders_wait_ms(wsl_ctx_t *ctx, uint64_t now) {
   uint64_t next = UINT64_MAX;
   for (uint32_t s = 0; s < ctx->opt.senders; s++) {
     wsl_sender_t *sd = &ctx->senders[s];
-    if (ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s) &&
+    if (sender_ok(ctx, s) && !sender_finished(ctx, s) &&
         (ctx->opt.window == 0 || sd->inflight < ctx->opt.window) &&
         sd->next_ns < next)
       next = sd->next_ns;
@@ -925,13 +1674,34 @@ static int senders_wait_ms(wsl_ctx_t *ctx, uint64_t now) {
   return (int)((next - now + 999999) / 1000000);
 }
 
+/* Sends the polls that are due (not in the close phase). */
+static void polls_pump(wsl_ctx_t *ctx, uint64_t now) {
+  if (ctx->phase == WSL_PH_CLOSE)
+    return;
+  while (ctx->heap_len > 0) {
+    wsl_conn_t *c = &ctx->conns[ctx->heap[0]];
+    if (c->t_next > now)
+      break;
+    heap_remove(ctx, c);
+    poll_send(ctx, c);
+  }
+}
+
+/* Milliseconds until the next poll is due, or -1 for none. */
+static int polls_wait_ms(const wsl_ctx_t *ctx, uint64_t now) {
+  if (ctx->heap_len == 0 || ctx->phase == WSL_PH_CLOSE)
+    return -1;
+  uint64_t next = ctx->conns[ctx->heap[0]].t_next;
+  return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
+}
+
 /* ------------------------------------------------------------ event loop */
 
 /* Starts connections as the rate and concurrency caps allow. */
 static void conns_ramp(wsl_ctx_t *ctx, uint64_t now) {
   if (ctx->phase != WSL_PH_CONNECT)
     return;
-  uint32_t limit = ctx->opt.connections;
+  uint32_t limit = ctx->nconns;
   if (ctx->opt.connect_rate > 0 && ctx->t_first_connect) {
     double allowed =
         (double)(now - ctx->t_first_connect) / 1e9 * ctx->opt.connect_rate + 1;
@@ -948,7 +1718,8 @@ static void conns_sweep(wsl_ctx_t *ctx) {
   uint64_t t_conn = wsl_secs_ns(ctx->opt.timeout);
   for (uint32_t i = 0; i < ctx->started; i++) {
     wsl_conn_t *c = &ctx->conns[i];
-    if (c->state == WSL_ST_CONNECTING && now - c->t_state > t_conn)
+    if ((c->state == WSL_ST_CONNECTING || c->reconnecting) &&
+        now - c->t_state > t_conn)
       conn_fail(ctx, c, &ctx->connect_errors);
     else if (c->state == WSL_ST_HANDSHAKE && now - c->t_state > t_conn)
       conn_fail(ctx, c, &ctx->handshake_errors);
@@ -992,6 +1763,7 @@ static void ctx_run(wsl_ctx_t *ctx, wsl_done_fn done, uint64_t deadline) {
     uint64_t now = wsl_now();
     conns_ramp(ctx, now);
     senders_pump(ctx);
+    polls_pump(ctx, now);
     if (now - ctx->t_sweep >= 100000000ull) {
       ctx->t_sweep = now;
       conns_sweep(ctx);
@@ -1004,8 +1776,11 @@ static void ctx_run(wsl_ctx_t *ctx, wsl_done_fn done, uint64_t deadline) {
     int sw = senders_wait_ms(ctx, now);
     if (sw >= 0 && sw < wait)
       wait = sw;
+    int pw = polls_wait_ms(ctx, now);
+    if (pw >= 0 && pw < wait)
+      wait = pw;
     if (ctx->phase == WSL_PH_CONNECT && ctx->opt.connect_rate > 0 &&
-        ctx->started < ctx->opt.connections && wait > 1)
+        ctx->started < ctx->nconns && wait > 1)
       wait = 1;
     int n = epoll_wait(ctx->epfd, evs, 512, wait);
     if (n < 0 && errno != EINTR) {
@@ -1022,7 +1797,7 @@ static void ctx_run(wsl_ctx_t *ctx, wsl_done_fn done, uint64_t deadline) {
       wsl_conn_t *c = &ctx->conns[id];
       if (c->fd < 0)
         continue;
-      if (c->state == WSL_ST_CONNECTING) {
+      if (c->state == WSL_ST_CONNECTING || c->reconnecting) {
         conn_on_connected(ctx, c);
         continue;
       }
@@ -1035,7 +1810,7 @@ static void ctx_run(wsl_ctx_t *ctx, wsl_done_fn done, uint64_t deadline) {
 }
 
 static bool done_connect(wsl_ctx_t *ctx) {
-  return ctx->started == ctx->opt.connections && ctx->settled == ctx->started &&
+  return ctx->started == ctx->nconns && ctx->settled == ctx->started &&
          ctx->inflight == 0;
 }
 
@@ -1049,7 +1824,7 @@ static bool done_sending(wsl_ctx_t *ctx) {
   if (ctx->opt.messages == 0)
     return false;
   for (uint32_t s = 0; s < ctx->opt.senders; s++)
-    if (ctx->conns[s].state == WSL_ST_OPEN && !sender_finished(ctx, s))
+    if (sender_ok(ctx, s) && !sender_finished(ctx, s))
       return false;
   return true;
 }
@@ -1071,6 +1846,12 @@ static bool done_closed(wsl_ctx_t *ctx) {
 static void usage(FILE *f) {
   fputs(
       "usage: wsload --url ws://HOST:PORT/PATH [options]\n"
+      "  --transport T       ws | sse | longpoll | poll (default ws); over\n"
+      "                      HTTP the URL's query (room=...) goes to /events\n"
+      "                      and /poll, and http:// URLs are accepted too\n"
+      "  --poll-interval MS  poll: a GET /poll?wait=0 every MS after the last\n"
+      "                      answer (default 1000)\n"
+      "  --poll-wait S       longpoll: wait=S, 1..30 (default 25)\n"
       "  --connections C     connections to open (default 100)\n"
       "  --senders S         connections 0..S-1 send (default 10, at most C;\n"
       "                      0 = none)\n"
@@ -1084,7 +1865,8 @@ static void usage(FILE *f) {
       "                      until --duration ends)\n"
       "  --drain T           wait up to T s after the last send (default 5)\n"
       "  --payload BYTES     pad each message text to BYTES (default: marker)\n"
-      "  --format F          raw | chat-json | lecture2 (default raw)\n"
+      "  --format F          raw | chat-json | lecture2 (default raw; over\n"
+      "                      HTTP chat-json, raw is not allowed)\n"
       "  --source-ips N      bind round-robin to 127.0.0.1..127.0.0.N (default "
       "1)\n"
       "  --connect-rate R    new connections per second (default 0 = no cap)\n"
@@ -1118,9 +1900,14 @@ static bool opt_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
 }
 
 static bool parse_url(wsl_opts_t *o, const char *url) {
-  if (strncmp(url, "ws://", 5) != 0)
+  const char *h;
+  o->url_http = strncmp(url, "http://", 7) == 0;
+  if (strncmp(url, "ws://", 5) == 0)
+    h = url + 5;
+  else if (o->url_http)
+    h = url + 7;
+  else
     return false;
-  const char *h = url + 5;
   const char *hend;
   const char *rest;
   if (*h == '[') {
@@ -1147,6 +1934,20 @@ static bool parse_url(wsl_opts_t *o, const char *url) {
     memcpy(o->port, rest, pl);
     o->port[pl] = 0;
     rest += pl;
+  }
+  bool v6 = strchr(o->host, ':') != NULL;
+  snprintf(o->hosthdr, sizeof o->hosthdr, "%s%s%s:%s", v6 ? "[" : "", o->host,
+           v6 ? "]" : "", o->port);
+  const char *q = strchr(rest, '?');
+  o->query[0] = 0;
+  if (q) {
+    /* Sent as it is on the request line: no spaces or control bytes. */
+    for (const char *p = q + 1; *p; p++)
+      if ((unsigned char)*p <= ' ' || *p == 0x7f)
+        return false;
+    if (strlen(q + 1) >= sizeof o->query)
+      return false;
+    strcpy(o->query, q + 1);
   }
   if (*rest == 0) {
     strcpy(o->path, "/");
@@ -1183,6 +1984,9 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     O_HSONLY,
     O_QUIET,
     O_MESSAGES,
+    O_TRANSPORT,
+    O_POLL_INTERVAL,
+    O_POLL_WAIT,
   };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, O_URL},
@@ -1204,6 +2008,9 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
       {"handshake-only", no_argument, NULL, O_HSONLY},
       {"quiet", no_argument, NULL, O_QUIET},
       {"messages", required_argument, NULL, O_MESSAGES},
+      {"transport", required_argument, NULL, O_TRANSPORT},
+      {"poll-interval", required_argument, NULL, O_POLL_INTERVAL},
+      {"poll-wait", required_argument, NULL, O_POLL_WAIT},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -1217,6 +2024,8 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   o->drain = 5;
   o->timeout = 10;
   o->connect_timeout = 120;
+  o->poll_interval_ms = 1000;
+  o->poll_wait = 25;
   bool have_url = false;
   bool senders_set = false;
   int ch;
@@ -1256,6 +2065,7 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
       ok = opt_u32(a, 0, 16u * 1024 * 1024, &o->payload);
       break;
     case O_FORMAT:
+      o->format_set = true;
       if (strcmp(a, "raw") == 0)
         o->format = WSL_FMT_RAW;
       else if (strcmp(a, "chat-json") == 0)
@@ -1289,6 +2099,24 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
       break;
     case O_QUIET:
       o->quiet = true;
+      break;
+    case O_TRANSPORT:
+      if (strcmp(a, "ws") == 0)
+        o->transport = WSL_TR_WS;
+      else if (strcmp(a, "sse") == 0)
+        o->transport = WSL_TR_SSE;
+      else if (strcmp(a, "longpoll") == 0)
+        o->transport = WSL_TR_LONGPOLL;
+      else if (strcmp(a, "poll") == 0)
+        o->transport = WSL_TR_POLL;
+      else
+        ok = false;
+      break;
+    case O_POLL_INTERVAL:
+      ok = opt_u32(a, 1, 3600000, &o->poll_interval_ms);
+      break;
+    case O_POLL_WAIT:
+      ok = opt_u32(a, 1, 30, &o->poll_wait);
       break;
     case O_MESSAGES: {
       double v;
@@ -1339,6 +2167,32 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     fputs("wsload: --window 0 (unlimited) needs --rate\n", stderr);
     return -1;
   }
+  if (o->transport == WSL_TR_WS && o->url_http) {
+    fputs("wsload: --transport ws needs a ws:// URL\n", stderr);
+    return -1;
+  }
+  if (o->transport != WSL_TR_WS) {
+    if (o->handshake_only) {
+      fputs("wsload: --handshake-only is for --transport ws\n", stderr);
+      return -1;
+    }
+    if (o->format_set && o->format == WSL_FMT_RAW) {
+      fputs("wsload: HTTP transports POST JSON: --format chat-json or "
+            "lecture2\n",
+            stderr);
+      return -1;
+    }
+    if (!o->format_set)
+      o->format = WSL_FMT_CHAT_JSON;
+    if ((uint64_t)o->connections + o->senders > 10000000) {
+      fputs("wsload: too many connections\n", stderr);
+      return -1;
+    }
+    if ((uint64_t)o->senders * o->window > 16u * 1024 * 1024) {
+      fputs("wsload: --senders x --window too large for HTTP\n", stderr);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -1352,6 +2206,7 @@ static void print_result(wsl_ctx_t *ctx) {
                      : o->rate > 0     ? "fanout"
                                        : "saturation";
   static const char *const fmts[] = {"raw", "chat-json", "lecture2"};
+  static const char *const transports[] = {"ws", "sse", "longpoll", "poll"};
   double send_s = ctx->t_send_end > ctx->t_measure && ctx->t_measure
                       ? (double)(ctx->t_send_end - ctx->t_measure) / 1e9
                       : 0;
@@ -1369,22 +2224,26 @@ static void print_result(wsl_ctx_t *ctx) {
           ? (double)(ctx->t_last_upgrade - ctx->t_first_connect) / 1e9
           : 0;
   uint64_t errors = ctx->connect_errors + ctx->handshake_errors +
-                    ctx->protocol_errors + ctx->closed_unexpected;
-  printf("RESULT mode=%s conns=%u connected=%u senders=%u rate=%g window=%u"
-         " format=%s payload=%u sent=%" PRIu64 " expected=%" PRIu64
-         " delivered=%" PRIu64 " delivery_ratio=%.4f duplicates=%" PRId64
+                    ctx->protocol_errors + ctx->http_errors +
+                    ctx->closed_unexpected;
+  printf("RESULT mode=%s transport=%s conns=%u connected=%u senders=%u"
+         " rate=%g window=%u format=%s payload=%u sent=%" PRIu64
+         " expected=%" PRIu64 " delivered=%" PRIu64
+         " delivery_ratio=%.4f duplicates=%" PRId64 " missed=%" PRIu64
          " msgs_per_s=%.1f deliveries_per_s=%.1f"
          " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f"
          " mean_ms=%.3f upgrades=%u upgrades_per_s=%.1f hs_p50_ms=%.3f"
          " hs_p99_ms=%.3f hs_max_ms=%.3f connect_s=%.3f"
          " connect_errors=%" PRIu64 " handshake_errors=%" PRIu64
-         " protocol_errors=%" PRIu64 " closed=%" PRIu64 " errors=%" PRIu64
-         " frames_in=%" PRIu64 " bytes_in=%" PRIu64
-         " duration_s=%.3f elapsed_s=%.3f\n",
-         mode, o->connections, ctx->connected, o->senders, o->rate, o->window,
-         fmts[o->format], o->payload, ctx->sent, ctx->expected, ctx->delivered,
+         " protocol_errors=%" PRIu64 " http_errors=%" PRIu64 " closed=%" PRIu64
+         " errors=%" PRIu64 " frames_in=%" PRIu64 " receipts=%" PRIu64
+         " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " requests=%" PRIu64
+         " reconnects=%" PRIu64 " duration_s=%.3f elapsed_s=%.3f\n",
+         mode, transports[o->transport], o->connections, ctx->connected,
+         o->senders, o->rate, o->window, fmts[o->format], o->payload, ctx->sent,
+         ctx->expected, ctx->delivered,
          ctx->expected ? (double)ctx->delivered / (double)ctx->expected : 0.0,
-         ctx->last_seq || o->senders == 0 ? ctx->duplicates : -1,
+         ctx->last_seq || o->senders == 0 ? ctx->duplicates : -1, ctx->missed,
          send_s > 0 ? (double)ctx->sent / send_s : 0.0,
          deliv_s > 0 ? (double)ctx->delivered / deliv_s : 0.0,
          hist_pct_ms(&ctx->lat, 0.50), hist_pct_ms(&ctx->lat, 0.90),
@@ -1393,8 +2252,9 @@ static void print_result(wsl_ctx_t *ctx) {
          up_s > 0 ? (double)ctx->connected / up_s : 0.0,
          hist_pct_ms(&ctx->hs, 0.50), hist_pct_ms(&ctx->hs, 0.99),
          (double)ctx->hs.max_ns / 1e6, conn_s, ctx->connect_errors,
-         ctx->handshake_errors, ctx->protocol_errors, ctx->closed_unexpected,
-         errors, ctx->frames_in, ctx->bytes_in, send_s,
+         ctx->handshake_errors, ctx->protocol_errors, ctx->http_errors,
+         ctx->closed_unexpected, errors, ctx->frames_in, ctx->receipts,
+         ctx->bytes_in, ctx->bytes_out, ctx->requests, ctx->reconnects, send_s,
          (double)(ctx->t_end - ctx->t_begin) / 1e9);
   fflush(stdout);
 }
@@ -1425,7 +2285,8 @@ static int ctx_init(wsl_ctx_t *ctx) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-      rl.rlim_cur < (rlim_t)ctx->opt.connections + 16 && !ctx->opt.quiet)
+      rl.rlim_cur < (rlim_t)ctx->opt.connections + ctx->opt.senders + 16 &&
+      !ctx->opt.quiet)
     fprintf(stderr, "wsload: warning: open file limit %llu < %u connections\n",
             (unsigned long long)rl.rlim_cur, ctx->opt.connections);
 
@@ -1436,21 +2297,37 @@ static int ctx_init(wsl_ctx_t *ctx) {
   snprintf(ctx->run_id, sizeof ctx->run_id, "%08" PRIx32,
            (uint32_t)(wsl_rand(ctx) >> 32));
 
-  ctx->conns = calloc(ctx->opt.connections, sizeof *ctx->conns);
+  const wsl_opts_t *o = &ctx->opt;
+  bool http = o->transport != WSL_TR_WS;
+  ctx->nconns = o->connections + (http ? o->senders : 0);
+  ctx->conns = calloc(ctx->nconns, sizeof *ctx->conns);
+  if (o->transport == WSL_TR_LONGPOLL || o->transport == WSL_TR_POLL) {
+    ctx->heap = calloc(o->connections, sizeof *ctx->heap);
+    if (!ctx->heap)
+      wsl_die_oom();
+  }
   ctx->senders =
       calloc(ctx->opt.senders ? ctx->opt.senders : 1, sizeof *ctx->senders);
   ctx->rbuf = malloc(WSL_RBUF_SIZE);
   if (!ctx->conns || !ctx->senders || !ctx->rbuf)
     wsl_die_oom();
+  if ((o->transport == WSL_TR_LONGPOLL || o->transport == WSL_TR_POLL) &&
+      o->window > 0 && o->senders > 0) {
+    ctx->ids = calloc((size_t)o->senders * o->window, sizeof *ctx->ids);
+    if (!ctx->ids)
+      wsl_die_oom();
+  }
   uint64_t track = (uint64_t)ctx->opt.connections * ctx->opt.senders;
   if (track > 0 && track <= WSL_MAX_SEQ_TRACK) {
     ctx->last_seq = calloc(track, sizeof *ctx->last_seq);
     if (!ctx->last_seq)
       wsl_die_oom();
   }
-  for (uint32_t i = 0; i < ctx->opt.connections; i++) {
+  static const uint8_t kinds[] = {WSL_K_WS, WSL_K_SSE, WSL_K_POLL, WSL_K_POLL};
+  for (uint32_t i = 0; i < ctx->nconns; i++) {
     ctx->conns[i].fd = -1;
     ctx->conns[i].index = i;
+    ctx->conns[i].kind = i < o->connections ? kinds[o->transport] : WSL_K_POST;
   }
 
   ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1473,7 +2350,7 @@ static int ctx_init(wsl_ctx_t *ctx) {
 }
 
 static void ctx_free(wsl_ctx_t *ctx) {
-  for (uint32_t i = 0; i < ctx->opt.connections; i++) {
+  for (uint32_t i = 0; ctx->conns && i < ctx->nconns; i++) {
     wsl_conn_t *c = &ctx->conns[i];
     if (c->fd >= 0)
       close(c->fd);
@@ -1482,8 +2359,10 @@ static void ctx_free(wsl_ctx_t *ctx) {
     buf_free(&c->out);
   }
   free(ctx->conns);
+  free(ctx->heap);
   free(ctx->senders);
   free(ctx->last_seq);
+  free(ctx->ids);
   free(ctx->rbuf);
   free(ctx->fbuf);
   free(ctx->text);
@@ -1540,7 +2419,7 @@ int main(int argc, char **argv) {
   ctx_run(&ctx, done_connect, ctx.t_begin + wsl_secs_ns(o->connect_timeout));
   ctx.t_connected = wsl_now();
   /* Connections never started or still pending at the cap count as failed. */
-  for (uint32_t i = 0; i < o->connections; i++) {
+  for (uint32_t i = 0; i < ctx.nconns; i++) {
     wsl_conn_t *c = &ctx.conns[i];
     if (c->state == WSL_ST_IDLE) {
       ctx.connect_errors++;
@@ -1566,7 +2445,7 @@ int main(int argc, char **argv) {
   }
 
   ctx.phase = WSL_PH_CLOSE;
-  for (uint32_t i = 0; i < o->connections; i++)
+  for (uint32_t i = 0; i < ctx.nconns; i++)
     conn_close(&ctx, &ctx.conns[i]);
   ctx.interrupted = false;
   ctx_run(&ctx, done_closed, wsl_now() + WSL_CLOSE_WAIT_NS);
