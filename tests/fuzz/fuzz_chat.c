@@ -36,13 +36,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static void fuzz_chat_log(void *user, wshub_log_level_t level,
-                          const char *msg) {
-  (void)user;
-  if (level == WSHUB_LOG_ERROR)
-    fprintf(stderr, "wshub error: %s\n", msg);
-}
-
 /* The pure helpers on one piece, against their documented contracts. */
 static void fuzz_chat_helpers(const uint8_t *p, size_t len) {
   const char *s = (const char *)p;
@@ -143,13 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (chat == NULL)
     abort();
   wshub_config_t cfg;
-  wshub_config_init(&cfg);
-  cfg.log_level = WSHUB_LOG_DEBUG;
-  cfg.log_cb = fuzz_chat_log;
-  cfg.header_timeout_ms = 2000;
-  cfg.keepalive_timeout_ms = 2000;
-  cfg.ping_interval_ms = 0;
-  cfg.close_timeout_ms = 1000;
+  fz_config_init(&cfg);
   cfg.max_message = 8192;
   wshub_chat_install(chat, &cfg);
   fz_start(f, &cfg);

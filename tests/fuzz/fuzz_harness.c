@@ -579,3 +579,19 @@ fz_t *fz_once(int with_public) {
   }
   return fz_the_one;
 }
+
+static void fz_log(void *user, wshub_log_level_t level, const char *msg) {
+  (void)user;
+  if (level == WSHUB_LOG_ERROR)
+    fprintf(stderr, "wshub error: %s\n", msg);
+}
+
+void fz_config_init(wshub_config_t *cfg) {
+  wshub_config_init(cfg);
+  cfg->log_level = WSHUB_LOG_DEBUG;
+  cfg->log_cb = fz_log;
+  cfg->header_timeout_ms = 2000;
+  cfg->keepalive_timeout_ms = 2000;
+  cfg->ping_interval_ms = 0;
+  cfg->close_timeout_ms = 1000;
+}

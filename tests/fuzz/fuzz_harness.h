@@ -50,6 +50,10 @@ void fz_free(fz_t *f);
 /* The target's one harness: made by the first call (LLVMFuzzerInitialize),
  * the same one after that, freed at exit. */
 fz_t *fz_once(int with_public);
+/* wshub_config_init plus what every target runs its server with: debug
+ * logging (formatted, then dropped; errors go to stderr), short header,
+ * keep-alive and close timeouts, no keep-alive pings. */
+void fz_config_init(wshub_config_t *cfg);
 /* The public directory (NULL if none was made). */
 const char *fz_public_dir(const fz_t *f);
 

@@ -31,13 +31,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static void fuzz_http_log(void *user, wshub_log_level_t level,
-                          const char *msg) {
-  (void)user;
-  if (level == WSHUB_LOG_ERROR)
-    fprintf(stderr, "wshub error: %s\n", msg);
-}
-
 static int fuzz_http_has_prefix(const wshub_request_t *r, const char *p) {
   size_t n = strlen(p);
   return r->target_len >= n && memcmp(r->target, p, n) == 0;
@@ -122,17 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char *const ws_paths[] = {"/ws"};
   static const char *const protocols[] = {"chat", "superchat"};
   wshub_config_t cfg;
-  wshub_config_init(&cfg);
+  fz_config_init(&cfg);
   cfg.public_dir = fz_public_dir(f);
-  cfg.log_level = WSHUB_LOG_DEBUG; /* formatted, then dropped by the cb */
-  cfg.log_cb = fuzz_http_log;
   cfg.max_header_bytes = 2048;
   cfg.max_headers = 20;
   cfg.max_body = 1024;
-  cfg.header_timeout_ms = 2000;
-  cfg.keepalive_timeout_ms = 2000;
-  cfg.ping_interval_ms = 0;
-  cfg.close_timeout_ms = 1000;
   cfg.max_message = 4096;
   cfg.ws_paths = ws_paths;
   cfg.ws_npaths = 1;

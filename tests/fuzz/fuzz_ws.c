@@ -41,12 +41,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static void fuzz_ws_log(void *user, wshub_log_level_t level, const char *msg) {
-  (void)user;
-  if (level == WSHUB_LOG_ERROR)
-    fprintf(stderr, "wshub error: %s\n", msg);
-}
-
 /* One-shot and incremental UTF-8 validation must agree, however the input
  * is cut. */
 static void fuzz_ws_utf8(const uint8_t *p, size_t len) {
@@ -144,13 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (chat == NULL)
     abort();
   wshub_config_t cfg;
-  wshub_config_init(&cfg);
-  cfg.log_level = WSHUB_LOG_DEBUG;
-  cfg.log_cb = fuzz_ws_log;
-  cfg.header_timeout_ms = 2000;
-  cfg.keepalive_timeout_ms = 2000;
-  cfg.ping_interval_ms = 0;
-  cfg.close_timeout_ms = 1000;
+  fz_config_init(&cfg);
   cfg.max_message = 1024; /* reachable by small inputs: close 1009 */
   cfg.echo = echo;
   wshub_chat_install(chat, &cfg);
