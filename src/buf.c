@@ -12,6 +12,8 @@ wshub_buf_t *wshub_buf_new(size_t cap) {
     return NULL;
   b->refs = 1;
   b->shared = 0;
+  b->tag = 0;
+  b->alt = NULL;
   b->len = 0;
   b->cap = cap;
   return b;
@@ -49,6 +51,38 @@ void wshub_buf_unref(wshub_buf_t *b) {
     return;
   unsigned left =
       b->shared ? __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) : --b->refs;
-  if (left == 0)
+  if (left == 0) {
+    wshub_buf_unref(b->alt);
     free(b);
+  }
+}
+
+wshub_buf_t *wshub_buf_alt(wshub_buf_t *b, uint8_t tag) {
+  for (wshub_buf_t *a = __atomic_load_n(&b->alt, __ATOMIC_ACQUIRE); a != NULL;
+       a = a->alt)
+    if (a->tag == tag)
+      return a;
+  return NULL;
+}
+
+wshub_buf_t *wshub_buf_add_alt(wshub_buf_t *b, wshub_buf_t *alt) {
+  if (!b->shared) {
+    alt->alt = b->alt;
+    b->alt = alt;
+    return alt;
+  }
+  alt->shared = 1;
+  wshub_buf_t *head = __atomic_load_n(&b->alt, __ATOMIC_ACQUIRE);
+  for (;;) {
+    for (wshub_buf_t *a = head; a != NULL; a = a->alt)
+      if (a->tag == alt->tag) { /* another thread was first */
+        alt->alt = NULL;
+        wshub_buf_unref(alt);
+        return a;
+      }
+    alt->alt = head;
+    if (__atomic_compare_exchange_n(&b->alt, &head, alt, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+      return alt;
+  }
 }

@@ -9,17 +9,26 @@
  * another thread, and only then is its count changed with atomic
  * operations — a lock-prefixed increment per receiver is most of the cost
  * of a fan-out otherwise.
+ *
+ * A buffer may carry alternative encodings of its bytes (a frame's
+ * compressed form, made by deflate.c): a chain through `alt`, each link
+ * owned by the one before it and freed with it, and told apart by `tag`.
+ * Links are only ever added at the head, atomically, so threads sharing a
+ * buffer may add and read them concurrently.
  */
 #ifndef WSHUB_BUF_H
 #define WSHUB_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct wshub_buf_s {
   unsigned refs;
-  unsigned shared; /* set once, before another thread can see it */
-  size_t len;      /* bytes used */
-  size_t cap;      /* bytes allocated in data */
+  uint8_t shared;          /* set once, before another thread can see it */
+  uint8_t tag;             /* what an alternative is (its maker's value) */
+  size_t len;              /* bytes used */
+  size_t cap;              /* bytes allocated in data */
+  struct wshub_buf_s *alt; /* alternatives, see above; NULL if none */
   char data[];
 } wshub_buf_t;
 
@@ -45,5 +54,11 @@ static inline void wshub_buf_share(wshub_buf_t *b) {
   b->shared = 1;
 }
 void wshub_buf_unref(wshub_buf_t *b);
+
+/* The alternative of b tagged `tag`, or NULL (borrowed). */
+wshub_buf_t *wshub_buf_alt(wshub_buf_t *b, uint8_t tag);
+/* Attaches alt (its reference passes to b) unless another thread attached
+ * one with the same tag first; returns the one that is attached. */
+wshub_buf_t *wshub_buf_add_alt(wshub_buf_t *b, wshub_buf_t *alt);
 
 #endif

@@ -184,6 +184,7 @@ int wshub_handshake_check(const wshub_request_t *req,
   out->reason = "";
   out->accept[0] = '\0';
   out->protocol = NULL;
+  out->extensions = NULL;
 
   if (req->method != HANDSHAKE_HTTP_GET)
     return handshake_fail(out, 400, "method must be GET");
@@ -239,6 +240,7 @@ size_t wshub_handshake_response(const wshub_handshake_t *hs, char *buf,
                              "Connection: Upgrade\r\n"
                              "Sec-WebSocket-Accept: ";
   static const char proto[] = "Sec-WebSocket-Protocol: ";
+  static const char ext[] = "Sec-WebSocket-Extensions: ";
   size_t pos = 0;
   int ok;
 
@@ -249,6 +251,11 @@ size_t wshub_handshake_response(const wshub_handshake_t *hs, char *buf,
     ok = handshake_put(buf, cap, &pos, proto, sizeof(proto) - 1) &&
          handshake_put(buf, cap, &pos, hs->protocol, strlen(hs->protocol)) &&
          handshake_put(buf, cap, &pos, "\r\n", 2);
+  if (ok && hs->extensions != NULL)
+    ok =
+        handshake_put(buf, cap, &pos, ext, sizeof(ext) - 1) &&
+        handshake_put(buf, cap, &pos, hs->extensions, strlen(hs->extensions)) &&
+        handshake_put(buf, cap, &pos, "\r\n", 2);
   if (ok)
     ok = handshake_put(buf, cap, &pos, "\r\n", 2);
   return ok ? pos : 0;

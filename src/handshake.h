@@ -19,8 +19,10 @@ typedef struct {
   int status;         /* 101 when valid, else 400 or 426 */
   const char *reason; /* static text saying which check failed, or "" */
   char accept[WSHUB_ACCEPT_LEN + 1]; /* NUL-terminated, set when 101 */
-  const char *protocol; /* chosen subprotocol (one of the configured
-                           strings), or NULL when none was chosen */
+  const char *protocol;   /* chosen subprotocol (one of the configured
+                             strings), or NULL when none was chosen */
+  const char *extensions; /* Sec-WebSocket-Extensions value to answer with
+                             (the caller's, see pmd.h), or NULL */
 } wshub_handshake_t;
 
 /* Computes Sec-WebSocket-Accept for a Sec-WebSocket-Key value. `out` gets

@@ -17,6 +17,7 @@
 
 #include "grow.h"
 #include "handshake.h"
+#include "pmd.h"
 #include "server.h"
 #include "static.h"
 #include "ws.h"
@@ -499,12 +500,26 @@ static int http_route(wshub_http_t *h) {
                      hs.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     return 0;
   }
-  wshub_ws_t *ws = wshub_ws_new(c);
+  wshub_pmd_t pmd;
+  int deflate = 0;
+  char ext[WSHUB_PMD_RESPONSE_MAX];
+  if (s->cfg.deflate) {
+    deflate = wshub_pmd_negotiate(r, s->cfg.deflate_client_window, &pmd);
+    if (deflate < 0) {
+      wshub_http_error(h, 400, "malformed Sec-WebSocket-Extensions", 1, NULL);
+      return 0;
+    }
+    if (deflate && wshub_pmd_response(&pmd, ext, sizeof(ext)) == 0)
+      deflate = 0; /* cannot happen: the buffer fits every answer */
+    if (deflate)
+      hs.extensions = ext;
+  }
+  wshub_ws_t *ws = wshub_ws_new(c, deflate ? &pmd : NULL);
   if (ws == NULL) {
     wshub_http_error(h, 503, "out of memory", 1, NULL);
     return 0;
   }
-  char resp[512];
+  char resp[640];
   size_t n = wshub_handshake_response(&hs, resp, sizeof(resp));
   size_t mark = wshub_conn_mark(c);
   int err = n == 0 ? UV_E2BIG : wshub_conn_send_copy(c, resp, n);

@@ -101,6 +101,18 @@ static void usage(FILE *f) {
       "  --echo                   echo every message back instead of chatting\n"
       "                           (for the Autobahn TestSuite)\n"
       "\n"
+      "Compression (permessage-deflate, RFC 7692):\n"
+      "  --deflate on|off         accept clients' offers (default on)\n"
+      "  --deflate-threshold N    send messages shorter than N uncompressed\n"
+      "                           (default 64)\n"
+      "  --deflate-level N        zlib level 1-9 (default 6)\n"
+      "  --deflate-client-window BITS\n"
+      "                           0: clients compress each message on its "
+      "own\n"
+      "                           (default); 8-15: they may keep a window of\n"
+      "                           2^BITS bytes, which the server keeps for "
+      "each\n"
+      "\n"
       "Chat:\n"
       "  --max-text N             longest message text in bytes (default "
       "4000)\n"
@@ -206,6 +218,10 @@ enum {
   OPT_MAX_PER_IP,
   OPT_MSG_RATE,
   OPT_MSG_BURST,
+  OPT_DEFLATE,
+  OPT_DEFLATE_THRESHOLD,
+  OPT_DEFLATE_LEVEL,
+  OPT_DEFLATE_CLIENT_WINDOW,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -239,6 +255,11 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
       {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
       {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
+      {"deflate", required_argument, NULL, OPT_DEFLATE},
+      {"deflate-threshold", required_argument, NULL, OPT_DEFLATE_THRESHOLD},
+      {"deflate-level", required_argument, NULL, OPT_DEFLATE_LEVEL},
+      {"deflate-client-window", required_argument, NULL,
+       OPT_DEFLATE_CLIENT_WINDOW},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -341,6 +362,26 @@ static int parse_args(main_t *m, int argc, char **argv) {
     case OPT_ECHO:
       cfg->echo = 1;
       break;
+    case OPT_DEFLATE:
+      if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+        return bad(name, optarg, "expected on or off");
+      cfg->deflate = strcmp(optarg, "on") == 0;
+      break;
+    case OPT_DEFLATE_THRESHOLD:
+      if (parse_size(optarg, &cfg->deflate_threshold) != 0)
+        return bad(name, optarg, "expected a size");
+      break;
+    case OPT_DEFLATE_LEVEL:
+      if (parse_int(optarg, 1, 9, &cfg->deflate_level) != 0)
+        return bad(name, optarg, "expected 1-9");
+      break;
+    case OPT_DEFLATE_CLIENT_WINDOW: {
+      int bits;
+      if (parse_int(optarg, 0, 15, &bits) != 0 || (bits > 0 && bits < 8))
+        return bad(name, optarg, "expected 0 or 8-15");
+      cfg->deflate_client_window = (unsigned)bits;
+      break;
+    }
     case OPT_MAX_CONNECTIONS:
     case OPT_MAX_PER_IP: {
       size_t v;

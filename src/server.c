@@ -26,6 +26,9 @@ void wshub_config_init(wshub_config_t *cfg) {
   cfg->shutdown_timeout_ms = 10000;
   cfg->id_first = 1;
   cfg->id_step = 1;
+  cfg->deflate = 1;
+  cfg->deflate_threshold = 64;
+  cfg->deflate_level = 6;
 }
 
 const char *wshub_strerror(int err) {
@@ -204,7 +207,10 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
   uv_timer_init(loop, &s->accept_timer);
   s->accept_timer.data = s;
   uv_unref((uv_handle_t *)&s->accept_timer);
-  s->open_handles = 3;
+  wshub_deflate_init(&s->deflate, loop, s->cfg.deflate_level,
+                     s->cfg.deflate_threshold);
+  s->deflate.timer.data = s;
+  s->open_handles = 4;
   *out = s;
   return 0;
 }
@@ -385,6 +391,7 @@ static void server_free_if_done(wshub_server_t *s) {
   wshub_hub_free(&s->hub);
   wshub_map_free(&s->per_ip);
   wshub_buf_unref(s->ping);
+  wshub_deflate_free(&s->deflate);
   wshub_conn_pool_free(s);
   free(s);
 }
@@ -413,6 +420,7 @@ static void server_maybe_done(wshub_server_t *s) {
   uv_close((uv_handle_t *)&s->flush, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->shutdown_timer, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->accept_timer, server_on_handle_closed);
+  uv_close((uv_handle_t *)&s->deflate.timer, server_on_handle_closed);
 }
 
 static void server_on_shutdown_timeout(uv_timer_t *t) {

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 
 #include "conn.h"
+#include "deflate.h"
 #include "hub.h"
 #include "wshub.h"
 
@@ -36,9 +37,10 @@ struct wshub_server_s {
   wshub_conn_t *dirty; /* connections with unflushed writes */
   void *wq_pool;       /* spare write-queue arrays (conn.c) */
   size_t wq_pool_bytes;
-  wshub_hub_t hub;    /* WebSocket clients and rooms */
-  wshub_buf_t *ping;  /* the keep-alive ping frame, shared by everyone */
-  wshub_map_t per_ip; /* remote address → open connection count */
+  wshub_hub_t hub;         /* WebSocket clients and rooms */
+  wshub_buf_t *ping;       /* the keep-alive ping frame, shared by everyone */
+  wshub_deflate_t deflate; /* zlib streams (permessage-deflate) */
+  wshub_map_t per_ip;      /* remote address → open connection count */
   int accept_failing; /* an accept error was logged; quiet until one works */
   int refusing;       /* a 503 refusal was logged; quiet until one is served */
 

@@ -23,9 +23,11 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
+#include "deflate.h"
 #include "frame.h"
 #include "hub.h"
 #include "server.h"
+#include "utf8.h"
 
 struct wshub_ws_s {
   wslay_event_context_ptr ctx; /* NULL while quiescent */
@@ -45,7 +47,13 @@ struct wshub_ws_s {
   uint8_t dead;        /* the connection closed during in_recv */
   uint8_t bad_close;   /* the peer's close frame had a 1-byte payload */
   uint8_t in_message;  /* a fragmented data message is unfinished */
-  char *close_reason;  /* the peer's close reason, if it sent one */
+  uint8_t deflate;     /* permessage-deflate negotiated */
+  uint8_t server_bits; /* its window for what we send */
+  uint8_t client_bits; /* 0: the client compresses each message alone */
+  uint16_t fail_code;  /* a callback failed the connection with this */
+  const char *fail_reason;
+  struct z_stream_s *inflater; /* the client's kept context, made lazily */
+  char *close_reason;          /* the peer's close reason, if it sent one */
 };
 
 int wshub_ws_path_allowed(wshub_server_t *s, const char *target, size_t len) {
@@ -100,6 +108,9 @@ static int ws_can_send(const wshub_ws_t *ws) {
 int wshub_ws_send_frame(wshub_ws_t *ws, wshub_buf_t *frame) {
   if (!ws_can_send(ws))
     return UV_ECANCELED;
+  if (ws->deflate)
+    frame =
+        wshub_deflate_frame(&ws->conn->server->deflate, frame, ws->server_bits);
   return wshub_conn_send_buf(ws->conn, frame);
 }
 
@@ -129,6 +140,49 @@ void wshub_ws_drop_slow(wshub_ws_t *ws) {
             "%s: slow consumer (%zu bytes queued), disconnecting",
             ws->conn->peer, ws->conn->queued);
   wshub_ws_drop(ws, 1008, "slow consumer: too many bytes queued");
+}
+
+/* Fails the connection from inside wslay_event_recv: wslay stops reading
+ * and the pump sends the close (ws_fail). */
+static void ws_fail_later(wshub_ws_t *ws, wslay_event_context_ptr ctx,
+                          uint16_t code, const char *reason) {
+  ws->fail_code = code;
+  ws->fail_reason = reason;
+  wslay_event_shutdown_read(ctx);
+}
+
+/* Inflates a compressed message into *out (malloc'd), or fails the
+ * connection and returns -1. */
+static int ws_inflate(wshub_ws_t *ws, wslay_event_context_ptr ctx,
+                      const struct wslay_event_on_msg_recv_arg *m,
+                      uint8_t **out, size_t *out_len) {
+  wshub_server_t *s = ws->conn->server;
+  if (ws->client_bits != 0 && ws->inflater == NULL &&
+      (ws->inflater = wshub_deflate_inflater_new(ws->client_bits)) == NULL) {
+    ws_fail_later(ws, ctx, 1011, "internal error");
+    return -1;
+  }
+  switch (wshub_deflate_inflate(&s->deflate, ws->inflater, m->msg,
+                                m->msg_length, s->cfg.max_message, out,
+                                out_len)) {
+  case WSHUB_INFLATE_OK:
+    break;
+  case WSHUB_INFLATE_TOO_BIG:
+    ws_fail_later(ws, ctx, 1009, "message too big");
+    return -1;
+  case WSHUB_INFLATE_BAD:
+    ws_fail_later(ws, ctx, 1007, "invalid compressed data");
+    return -1;
+  default:
+    ws_fail_later(ws, ctx, 1011, "internal error");
+    return -1;
+  }
+  if (m->opcode == WSLAY_TEXT_FRAME && !wshub_utf8_valid(*out, *out_len)) {
+    free(*out);
+    ws_fail_later(ws, ctx, 1007, "invalid UTF-8");
+    return -1;
+  }
+  return 0;
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx,
@@ -161,19 +215,27 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
   }
   if (!ws_can_send(ws))
     return;
+  const uint8_t *msg = m->msg;
+  size_t len = m->msg_length;
+  uint8_t *inflated = NULL;
+  if (m->rsv & WSLAY_RSV1_BIT) {
+    if (ws_inflate(ws, ctx, m, &inflated, &len) != 0)
+      return;
+    msg = inflated;
+  }
   wshub_server_t *s = ws->conn->server;
   if (s->cfg.echo) {
-    wshub_buf_t *f = wshub_frame_build(m->opcode, m->msg, m->msg_length);
+    wshub_buf_t *f = wshub_frame_build(m->opcode, msg, len);
     if (f == NULL)
       wshub_conn_close_later(ws->conn);
     else if (wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
       wshub_ws_drop_slow(ws);
     wshub_buf_unref(f);
-    return;
-  }
-  if (s->cfg.on_message != NULL && ws->client != NULL)
-    s->cfg.on_message(ws->client, (const char *)m->msg, m->msg_length,
+  } else if (s->cfg.on_message != NULL && ws->client != NULL) {
+    s->cfg.on_message(ws->client, (const char *)msg, len,
                       m->opcode == WSLAY_BINARY_FRAME, s->cfg.user);
+  }
+  free(inflated);
 }
 
 /* Frame boundaries, for knowing when wslay holds no partial input. Also
@@ -220,6 +282,8 @@ static int ws_ctx_acquire(wshub_ws_t *ws) {
   }
   wslay_event_config_set_max_recv_msg_length(ws->ctx,
                                              ws->conn->server->cfg.max_message);
+  if (ws->deflate)
+    wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
   ws->fed = ws->consumed = 0;
   return 0;
 }
@@ -252,6 +316,7 @@ static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
 
 static void ws_free(wshub_ws_t *ws) {
   ws_ctx_release(ws);
+  wshub_deflate_inflater_free(ws->inflater);
   free(ws->close_reason);
   free(ws);
 }
@@ -275,6 +340,10 @@ static void ws_proceed(wshub_ws_t *ws, const uint8_t *data, size_t len) {
     ws->in_len = 0;
     if (ws->dead) {
       ws_free(ws); /* closed by a callback meanwhile */
+      return;
+    }
+    if (ws->fail_code != 0) {
+      ws_fail(ws, ws->fail_code, ws->fail_reason);
       return;
     }
     if (!wslay_event_get_read_enabled(ws->ctx))
@@ -411,11 +480,16 @@ static const wshub_proto_t ws_proto = {
     .on_free = ws_on_free,
 };
 
-wshub_ws_t *wshub_ws_new(wshub_conn_t *c) {
+wshub_ws_t *wshub_ws_new(wshub_conn_t *c, const wshub_pmd_t *pmd) {
   wshub_ws_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL)
     return NULL;
   ws->conn = c;
+  if (pmd != NULL) {
+    ws->deflate = 1;
+    ws->server_bits = pmd->server_bits;
+    ws->client_bits = pmd->client_bits;
+  }
   ws->client = wshub_hub_client_new(c->server, ws, c->peer);
   if (ws->client == NULL) {
     free(ws);

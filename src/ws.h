@@ -7,6 +7,11 @@
  * size) and produces control frames (pong, close); data frames go out
  * through frame.c so a message is framed once. Every outbound byte goes
  * through the connection's single ordered write queue.
+ *
+ * With permessage-deflate negotiated, wslay lets RSV1 through on the first
+ * frame of a data message (and fails it anywhere else, 1002); ws.c inflates
+ * such messages (deflate.c) and validates their UTF-8 itself, and sends
+ * the compressed alternative of each outbound data frame.
  */
 #ifndef WSHUB_WS_H
 #define WSHUB_WS_H
@@ -15,6 +20,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "pmd.h"
 #include "request.h"
 
 typedef struct wshub_ws_s wshub_ws_t;
@@ -25,8 +31,9 @@ int wshub_ws_path_allowed(wshub_server_t *s, const char *target, size_t len);
 
 /* A session for connection c, with its hub client registered, not yet
  * reading: the caller queues the 101, runs the application's on_open, then
- * either starts or discards it. NULL if out of memory. */
-wshub_ws_t *wshub_ws_new(wshub_conn_t *c);
+ * either starts or discards it. `pmd` (copied) is the negotiated
+ * permessage-deflate, NULL for none. NULL if out of memory. */
+wshub_ws_t *wshub_ws_new(wshub_conn_t *c, const wshub_pmd_t *pmd);
 wshub_client_t *wshub_ws_client(const wshub_ws_t *ws);
 /* The connection now speaks WebSocket; `rest` holds bytes that arrived
  * after the request (parsed as frames at once, then freed by the caller). */

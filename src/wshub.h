@@ -141,6 +141,19 @@ typedef struct {
                          less than max_message, so one whole message always
                          fits) */
   uint64_t shutdown_timeout_ms; /* wshub_close waits this long (10 s) */
+
+  /* permessage-deflate (RFC 7692). The server compresses each message on
+   * its own, once for all its receivers. */
+  int deflate;                    /* accept a client's offer (default 1) */
+  size_t deflate_threshold;       /* shorter messages go uncompressed (64) */
+  int deflate_level;              /* zlib level 1-9 (default 6) */
+  unsigned deflate_client_window; /* 0 (default): clients must compress each
+                                     message on its own, and the server keeps
+                                     no inflate state per client; 8-15: they
+                                     may keep their context, in a window of at
+                                     most that many bits, which the server
+                                     keeps for each of them (about 2^bits + 7
+                                     KiB per client) */
 } wshub_config_t;
 
 /* Fills cfg with the defaults documented above. */

@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   char wreq[256], req[1400];
   size_t wreq_len =
-      fz_upgrade_request("/?room=lobby&nick=watcher", wreq, sizeof(wreq));
+      fz_upgrade_request("/?room=lobby&nick=watcher", NULL, wreq, sizeof(wreq));
   fz_script_t ws = {
       .pre = (const uint8_t *)wreq, .pre_len = wreq_len, .hold = 1};
   fz_client_t *watcher = fz_connect(f, &ws);
@@ -151,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fz_status(watcher) != 101)
     abort();
 
-  size_t req_len = fz_upgrade_request(target, req, sizeof(req));
+  size_t req_len = fz_upgrade_request(target, NULL, req, sizeof(req));
   if (req_len == 0)
     abort();
   fz_script_t s = {.pre = (const uint8_t *)req,

@@ -553,13 +553,14 @@ size_t fz_frame(uint8_t b0, const uint8_t *payload, size_t len, uint8_t *out) {
   return o;
 }
 
-size_t fz_upgrade_request(const char *target, char *out, size_t cap) {
+size_t fz_upgrade_request(const char *target, const char *extra, char *out,
+                          size_t cap) {
   int n = snprintf(out, cap,
                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   target);
+                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                   target, extra ? extra : "");
   return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

@@ -89,7 +89,9 @@ void fz_turn(fz_t *f);
 size_t fz_frame(uint8_t b0, const uint8_t *payload, size_t len, uint8_t *out);
 
 /* The opening handshake request for `target` (NUL-terminated, sent as is)
- * into out; returns its length or 0 if cap is too small. */
-size_t fz_upgrade_request(const char *target, char *out, size_t cap);
+ * with `extra` header lines (each ending in CRLF; NULL for none) into out;
+ * returns its length or 0 if cap is too small. */
+size_t fz_upgrade_request(const char *target, const char *extra, char *out,
+                          size_t cap);
 
 #endif

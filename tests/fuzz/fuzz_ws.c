@@ -4,14 +4,20 @@
  * handshake to a real wshub server on 127.0.0.1 running the chat: wslay's
  * frame parser, masking, control frame and fragmentation rules, UTF-8 and
  * close-code validation, message size limits, the idle/quiescent context
- * release, ws.c's close handling, and the chat's message parsing behind it.
+ * release, ws.c's close handling, permessage-deflate's inflation (limits,
+ * bad data, kept context), and the chat's message parsing behind it.
  *
  * Input layout: byte 0 selects the mode, the rest is the stream.
  *   bits 0-1: 0 records, sent after the 101 has arrived;
  *             1 raw bytes, sent unframed after the 101;
  *             2 records, sent in the same write as the upgrade request;
  *             3 records, written 5 bytes per loop turn after the 101;
- *   bit 2:    echo mode (the conformance configuration) instead of the chat.
+ *   bit 2:    echo mode (the conformance configuration) instead of the chat;
+ *   bit 3:    the handshake offers permessage-deflate, so RSV1 messages are
+ *             inflated (deflate.c): payloads are then raw DEFLATE data;
+ *   bit 4:    with bit 3, the server lets the client keep its context
+ *             (--deflate-client-window 12): one inflater for the session.
+ * With deflate the server's own messages are compressed too (threshold 0).
  * A record is [b0][b1][ext][payload]: b0 is the frame's first byte as on
  * the wire (FIN, RSV1-3, opcode); b1's low 7 bits are the length code (0-125
  * the length; 126 and 127: a 2- or 8-byte big-endian length follows, copied
@@ -112,6 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   unsigned mode = data[0] & 3;
   int echo = (data[0] & 4) != 0;
+  int deflate = (data[0] & 8) != 0;
+  int keep = deflate && (data[0] & 16) != 0;
   const uint8_t *in = data + 1;
   size_t len = size - 1;
   fuzz_ws_utf8(in, len);
@@ -141,11 +149,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz_config_init(&cfg);
   cfg.max_message = 1024; /* reachable by small inputs: close 1009 */
   cfg.echo = echo;
+  cfg.deflate_threshold = 0;
+  cfg.deflate_client_window = keep ? 12 : 0;
   wshub_chat_install(chat, &cfg);
   fz_start(f, &cfg);
 
   char req[512];
-  size_t req_len = fz_upgrade_request("/?nick=fuzz&room=ws", req, sizeof(req));
+  size_t req_len = fz_upgrade_request(
+      "/?nick=fuzz&room=ws",
+      deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                "client_max_window_bits\r\n"
+              : NULL,
+      req, sizeof(req));
   uint8_t *pre = NULL;
   fz_script_t s = {0};
   if (mode == 2) {

@@ -7,6 +7,7 @@
 // and leaves others (e.g. crash reproducers added by hand) alone. The input
 // formats are described at the top of fuzz_http.c, fuzz_ws.c, fuzz_chat.c.
 import { mkdirSync, writeFileSync } from "node:fs";
+import zlib from "node:zlib";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -173,6 +174,58 @@ const wsSeeds = {
     rec(FIN | OP.text, '{"type":"message","text":"hi"}'),
     rec(FIN | OP.text, '{"type":"resume","room":"x","after":0}')),
 };
+// permessage-deflate (mode bit 3; bit 4: the client keeps its context):
+// payloads are raw DEFLATE with the 00 00 ff ff cut.
+const DEFLATE = 8, KEEP = 16, RSV1 = 0x40;
+const zip = (s) => {
+  const z = zlib.deflateRawSync(Buffer.from(s, "utf8"),
+    { flush: zlib.constants.Z_SYNC_FLUSH });
+  return z.subarray(0, z.length - 4);
+};
+// Messages through one stream (context kept), each cut at its flush.
+async function kept(...texts) {
+  const d = zlib.createDeflateRaw({ windowBits: 12 });
+  const out = [];
+  for (const t of texts) {
+    const chunks = [];
+    const take = (c) => chunks.push(c);
+    d.on("data", take);
+    d.write(Buffer.from(t, "utf8"));
+    await new Promise((resolve) => d.flush(zlib.constants.Z_SYNC_FLUSH, resolve));
+    d.off("data", take);
+    const b = Buffer.concat(chunks);
+    if (b.subarray(-4).toString("hex") !== "0000ffff")
+      throw new Error("kept(): a flush did not end the output");
+    out.push(b.subarray(0, b.length - 4));
+  }
+  d.close();
+  return out;
+}
+const chatMsg = (text) => JSON.stringify({ type: "message", text });
+Object.assign(wsSeeds, {
+  "deflate-chat": ws(DEFLATE, rec(FIN | RSV1 | OP.text, zip(joinMsg("z"))),
+    rec(FIN | RSV1 | OP.text, zip(chatMsg("hello ".repeat(20)))),
+    rec(FIN | OP.text, chatMsg("plain in a deflate session")), close(1000)),
+  "deflate-fragmented": ws(DEFLATE | 4,
+    ...((z) => [rec(RSV1 | OP.text, z.subarray(0, 5)),
+      rec(FIN | OP.ping, "p"), rec(OP.cont, z.subarray(5, 9)),
+      rec(FIN | OP.cont, z.subarray(9))])(zip("compressed ".repeat(30)))),
+  "deflate-bomb": ws(DEFLATE | 4, rec(FIN | RSV1 | OP.bin,
+    zip("a".repeat(100000)))),
+  "deflate-bad-data": ws(DEFLATE, rec(FIN | RSV1 | OP.text,
+    Buffer.from([0xff, 0xff, 0x12, 0x34]))),
+  "deflate-rsv1-cont": ws(DEFLATE | 4, rec(OP.text, "a"),
+    rec(FIN | RSV1 | OP.cont, zip("b"))),
+  "deflate-rsv1-ping": ws(DEFLATE | 4, rec(FIN | RSV1 | OP.ping, "p")),
+  "deflate-bad-utf8": ws(DEFLATE | 4, rec(FIN | RSV1 | OP.text,
+    zip("\u00e9").subarray(0, 1))),
+  "deflate-kept-context": ws(DEFLATE | KEEP | 4,
+    ...(await kept("repeat after me, repeat after me", "repeat after me again",
+      "repeat after me")).map((z) => rec(FIN | RSV1 | OP.text, z))),
+  "deflate-context-refused": ws(DEFLATE | 4,
+    ...(await kept("the same words twice", "the same words twice")).map((z) =>
+      rec(FIN | RSV1 | OP.text, z))),
+});
 for (const [name, data] of Object.entries(wsSeeds)) write("ws", name, data);
 
 // ---- chat: text messages separated by 0x1e; a leading '?' piece is the

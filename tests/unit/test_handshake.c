@@ -18,11 +18,11 @@
 #include "handshake.h"
 #include "request.h"
 #include "unit.h"
+#include "unit_req.h"
 
 #define GET 1  /* llhttp HTTP_GET */
 #define HEAD 2 /* llhttp HTTP_HEAD */
 #define POST 3 /* llhttp HTTP_POST */
-#define MAX_LINES 10
 
 #define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -35,45 +35,6 @@
 
 #define R_KEY "Sec-WebSocket-Key must be base64 of 16 bytes"
 #define R_VER "Sec-WebSocket-Version must be 13"
-
-typedef struct {
-  wshub_header_t headers[MAX_LINES];
-  wshub_request_t req;
-} req_store_t;
-
-static int is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-/* Builds a request from NULL-terminated "Name: value" lines. */
-static const wshub_request_t *req_build(req_store_t *s, int method, int major,
-                                        int minor, const char *const *lines) {
-  size_t n = 0;
-  memset(s, 0, sizeof(*s));
-  for (; n < MAX_LINES && lines[n] != NULL; n++) {
-    const char *line = lines[n];
-    const char *colon = strchr(line, ':');
-    const char *v = colon + 1;
-    const char *end = line + strlen(line);
-    while (v < end && is_ows(*v))
-      v++;
-    while (end > v && is_ows(end[-1]))
-      end--;
-    s->headers[n].name = line;
-    s->headers[n].name_len = (size_t)(colon - line);
-    s->headers[n].value = v;
-    s->headers[n].value_len = (size_t)(end - v);
-  }
-  s->req.method = method;
-  s->req.http_major = major;
-  s->req.http_minor = minor;
-  s->req.target = "/ws";
-  s->req.target_len = 3;
-  s->req.headers = s->headers;
-  s->req.nheaders = n;
-  s->req.upgrade = 1;
-  return &s->req;
-}
 
 static void test_accept_key(unit_t *T) {
   char out[WSHUB_ACCEPT_LEN + 1];

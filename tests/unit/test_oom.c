@@ -41,9 +41,10 @@
  * second sweep, the n-th to the n+4-th) fails, and a client thread drives
  * a scripted session over blocking loopback sockets with 5 s receive
  * timeouts: two static files (one small, one streamed in chunks) on a
- * keep-alive connection; WebSocket A (exact 101, welcome) joins room "oom"
- * and posts a first message; WebSocket B arrives in "oom" (its welcome
- * lists A and holds A's message; A sees the join); A's second message
+ * keep-alive connection; WebSocket A (exact 101 with permessage-deflate,
+ * welcome; everything A sends is compressed, and what it gets may be)
+ * joins room "oom" and posts a first message; WebSocket B arrives in "oom" (its
+ * welcome lists A and holds A's message; A sees the join); A's second message
  * reaches A and B; both closing handshakes. Every answer must be exactly
  * right or a clean error: an HTTP 500/503 with Connection: close, a close
  * frame 1011 "internal error", or the connection closed. A receive timeout,
@@ -91,6 +92,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zlib.h>
 
 #include "handshake.h"
 #include "server.h"
@@ -590,6 +592,7 @@ typedef struct {
   char why[1536];  /* the first one */
   unsigned errors; /* steps that ended in a clean error */
   unsigned char frame[CLIENT_MAX_FRAME];
+  unsigned char plain[CLIENT_MAX_FRAME]; /* a frame inflated */
   size_t frame_len;
   int opcode;
 } client_t;
@@ -598,6 +601,7 @@ typedef struct {
   int fd;
   int ok; /* still in the script */
   char id[24];
+  int deflate; /* offers permessage-deflate, compresses what it sends */
 } peer_t;
 
 static int client_fail(client_t *cl, const char *fmt, ...)
@@ -812,11 +816,17 @@ static void client_http(client_t *cl) {
 static const char ws_request[] =
     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    "Sec-WebSocket-Version: 13\r\n\r\n";
+    "Sec-WebSocket-Version: 13\r\n%s\r\n";
 static const char ws_101[] =
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\n"
-    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n%s\r\n";
+/* permessage-deflate, offered the way browsers do, and wshub's answer. */
+static const char ws_offer[] =
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+static const char ws_accepted[] =
+    "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;"
+    " client_no_context_takeover\r\n";
 
 static int client_ws_open(client_t *cl, peer_t *p, const char *target,
                           const char *what) {
@@ -826,29 +836,70 @@ static int client_ws_open(client_t *cl, peer_t *p, const char *target,
   int st = client_connect(cl, &p->fd, what);
   if (st != ST_OK)
     return st;
-  char req[512], head[2048];
-  int n = snprintf(req, sizeof(req), ws_request, target);
+  char req[512], head[2048], want[512];
+  int n = snprintf(req, sizeof(req), ws_request, target,
+                   p->deflate ? ws_offer : "");
   st = client_send(cl, p->fd, req, (size_t)n, what);
   if (st == ST_OK)
     st = client_head(cl, p->fd, head, sizeof(head), what);
   if (st != ST_OK)
     return st;
-  if (strcmp(head, ws_101) == 0)
+  snprintf(want, sizeof(want), ws_101, p->deflate ? ws_accepted : "");
+  if (strcmp(head, want) == 0)
     return ST_OK;
   if (client_http_refused(cl, head, what))
     return cl->failed ? ST_FAIL : ST_ERR;
   return client_fail(cl, "%s: want the 101, got:\n%s", what, head);
 }
 
-/* A masked client frame. */
+/* One message through a fresh raw deflate stream (the server answered
+ * client_no_context_takeover), the 00 00 ff ff cut; 0 on failure. */
+static size_t client_zip(int inflating, const unsigned char *in, size_t len,
+                         unsigned char *out, size_t cap) {
+  static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+  z_stream z;
+  memset(&z, 0, sizeof(z));
+  if ((inflating ? inflateInit2(&z, -15)
+                 : deflateInit2(&z, 6, Z_DEFLATED, -15, 8,
+                                Z_DEFAULT_STRATEGY)) != Z_OK)
+    return 0;
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)len;
+  z.next_out = out;
+  z.avail_out = (uInt)cap;
+  int r = inflating ? inflate(&z, Z_SYNC_FLUSH) : deflate(&z, Z_SYNC_FLUSH);
+  if (inflating && r == Z_OK && z.avail_in == 0) {
+    z.next_in = (Bytef *)tail;
+    z.avail_in = sizeof(tail);
+    r = inflate(&z, Z_SYNC_FLUSH);
+  }
+  size_t n = cap - z.avail_out;
+  int ok = (r == Z_OK || r == Z_BUF_ERROR) && z.avail_in == 0 &&
+           z.avail_out > 0 && (inflating || n >= 4);
+  if (inflating)
+    inflateEnd(&z);
+  else
+    deflateEnd(&z);
+  return !ok ? 0 : inflating ? n : n - 4;
+}
+
+/* A masked client frame; a text message of a deflate peer goes
+ * compressed. */
 static int client_ws_send(client_t *cl, peer_t *p, int opcode, const void *data,
                           size_t len, const char *what) {
-  unsigned char f[1024];
+  unsigned char f[1024], z[1024];
   static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
   size_t h = 0;
   if (len + 8 > sizeof(f))
     return client_fail(cl, "%s: frame too large", what);
-  f[h++] = (unsigned char)(0x80 | opcode);
+  int rsv1 = p->deflate && opcode == 0x1;
+  if (rsv1) {
+    len = client_zip(0, data, len, z, sizeof(z));
+    if (len == 0)
+      return client_fail(cl, "%s: cannot compress", what);
+    data = z;
+  }
+  f[h++] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
   if (len < 126) {
     f[h++] = (unsigned char)(0x80 | len);
   } else {
@@ -863,13 +914,15 @@ static int client_ws_send(client_t *cl, peer_t *p, int opcode, const void *data,
   return client_send(cl, p->fd, f, h + len, what);
 }
 
-/* One server frame into cl->frame: unmasked, FIN, no RSV bits. */
+/* One server frame into cl->frame: unmasked, FIN, no RSV bits but RSV1 on
+ * a compressed text frame to a deflate peer (inflated here). */
 static int client_ws_frame(client_t *cl, peer_t *p, const char *what) {
   unsigned char h[8];
   int st = client_recv(cl, p->fd, h, 2, what);
   if (st != ST_OK)
     return st;
-  if ((h[0] & 0xf0) != 0x80 || (h[1] & 0x80) != 0)
+  int rsv1 = p->deflate && h[0] == 0xc1;
+  if (((h[0] & 0xf0) != 0x80 && !rsv1) || (h[1] & 0x80) != 0)
     return client_fail(cl, "%s: bad frame header %02x %02x", what, h[0], h[1]);
   int opcode = h[0] & 0x0f;
   uint64_t len = h[1] & 0x7f;
@@ -889,6 +942,14 @@ static int client_ws_frame(client_t *cl, peer_t *p, const char *what) {
                        (unsigned long long)len);
   if ((st = client_recv(cl, p->fd, cl->frame, (size_t)len, what)) != ST_OK)
     return st;
+  if (rsv1) {
+    size_t n =
+        client_zip(1, cl->frame, (size_t)len, cl->plain, sizeof(cl->plain));
+    if (n == 0)
+      return client_fail(cl, "%s: bad compressed frame", what);
+    memcpy(cl->frame, cl->plain, n);
+    len = n;
+  }
   cl->frame_len = (size_t)len;
   cl->opcode = opcode;
   return ST_OK;
@@ -1263,7 +1324,7 @@ static void client_session(client_t *cl) {
   json_t *history = json_array(); /* "oom" as A finds it */
   json_t *with_first = NULL;      /* ... and with A's first message */
   room_state_t before = {history, 0};
-  peer_t a = {-1, 0, ""}, b = {-1, 0, ""};
+  peer_t a = {-1, 0, "", 1}, b = {-1, 0, "", 0}; /* A compresses */
   json_t *with_a = NULL, *theirs = NULL;
   int sent_join = 0, sent1 = 0, posted1 = 0, posted2 = 0;
   extras_t xa = {{"bob", NULL}, "oom", NULL, 0}; /* B came and went */
