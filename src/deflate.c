@@ -125,8 +125,15 @@ static wshub_buf_t *deflate_build(z_stream *z, uint8_t opcode,
   const uint8_t *end = (const uint8_t *)b->data + 10 + out;
   if (!whole || out < 4 || memcmp(end - 4, "\0\0\xff\xff", 4) != 0 ||
       out - 4 >= len)
-    return b; /* len 0: send the plain frame */
-  out -= 4;
+    out = 0; /* not worth it: an empty verdict, send the plain frame */
+  else
+    out -= 4;
+  if (out == 0) {
+    wshub_buf_t *verdict = realloc(b, sizeof(*b));
+    if (verdict != NULL)
+      verdict->cap = 0;
+    return verdict != NULL ? verdict : b;
+  }
   uint8_t head[10];
   size_t h = wshub_frame_header(head, opcode, out);
   head[0] |= 0x40; /* RSV1: a compressed message */

@@ -17,6 +17,7 @@ import {
 const OPTIONS = [
   '--host', '--port', '--public', '--header-timeout', '--keepalive-timeout',
   '--max-header-bytes', '--max-headers', '--max-body', '--log-level', '--help', '--version',
+  '--deflate', '--deflate-threshold', '--deflate-level', '--deflate-client-window',
 ];
 
 test('--help prints usage listing every option to stdout and exits 0', async () => {
@@ -49,6 +50,12 @@ const BAD = [
   [['--max-headers', 'many'], 'max-headers'],
   [['--max-body', 'lots'], 'max-body'],
   [['--log-level', 'loud'], 'log-level'],
+  [['--deflate', 'yes'], 'deflate'],
+  [['--deflate-threshold', 'big'], 'deflate-threshold'],
+  [['--deflate-level', '0'], 'deflate-level'],
+  [['--deflate-level', '10'], 'deflate-level'],
+  [['--deflate-client-window', '7'], 'deflate-client-window'],
+  [['--deflate-client-window', '16'], 'deflate-client-window'],
 ];
 
 for (const [bad, name] of BAD) {
