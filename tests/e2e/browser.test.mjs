@@ -414,6 +414,45 @@ describe('chat page (public/)', () => {
     await phone.context.close();
     noPageErrors(phone);
   });
+
+  test('permessage-deflate: the page\'s WebSocket negotiates it; a long message arrives intact', async () => {
+    const want = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+    const kim = await openPage(browser, url);
+    await statusIs(kim.page, 'open');
+    const lee = await openPage(browser, url);
+    await statusIs(lee.page, 'open');
+    for (const u of [kim, lee]) {
+      assert.equal(await u.page.evaluate(() => window.wshubChat.transport), 'ws');
+      assert.equal(await u.page.evaluate(() => window.wshubChat.socket.extensions), want,
+        'the page\'s own socket: extensions as the server answered');
+    }
+    // A socket of the page's origin opened by hand says the same.
+    assert.equal(await kim.page.evaluate(() => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/?room=deflate-probe`);
+      ws.onopen = () => { resolve(ws.extensions); ws.close(); };
+      ws.onerror = () => reject(new Error('probe socket failed'));
+    })), want, 'a fresh WebSocket from the page');
+    await setNick(kim, 'kim');
+    await setNick(lee, 'lee');
+    // Long (compressed both ways: over the server's 64-byte threshold and
+    // Chromium deflates what it sends), with newlines and non-ASCII.
+    const lines = [];
+    for (let i = 0; lines.join('\n').length < 3000; i++) {
+      lines.push(`line ${i}: the quick brown fox — ça va? ✓ ${'jumps over the lazy dog '.repeat(1 + (i % 3))}`);
+    }
+    const long = lines.join('\n').slice(0, 3000).trimEnd();
+    await sendText(kim, long);
+    const shown = await waitMessage(lee.page, long, 'the long message on lee\'s page');
+    assert.equal(shown.own, 'false');
+    assert.equal(shown.from, 'kim');
+    assert.equal((await waitMessage(kim.page, long, 'the long message on kim\'s own page')).own, 'true');
+    const frame = await waitForFrame(lee.log, (m) => m.type === 'message' && m.text === long,
+      'the long message frame at lee');
+    assert.deepEqual(frame.params, { value: long });
+    noPageErrors(kim, lee);
+    await kim.context.close();
+    await lee.context.close();
+  });
 });
 
 // ---------------------------------------------------------------------------

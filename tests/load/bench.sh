@@ -35,6 +35,7 @@
 #
 # Output: markdown on stdout (also RESULTS_DIR/bench.md); the raw RESULT
 # lines in RESULTS_DIR/results.log; each run's output and server log beside.
+# Starting, pinning and stopping servers: tests/load/lib.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +61,9 @@ mkdir -p "$RESULTS_DIR"
 LOG=$RESULTS_DIR/results.log
 : >"$LOG"
 
-die() { echo "bench.sh: $*" >&2; exit 2; }
+LIB_NAME=bench.sh
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 for v in DURATION WARMUP FANOUT_CONNS SAT_CONNS HS_CONNS MEM_CONNS BIG_CONNS HOLD_S SOURCE_IPS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
 done
@@ -75,35 +78,12 @@ if [[ ! -x $RELAY_BIN ]]; then
 fi
 if [[ " $SERVERS " == *" node "* ]]; then
   command -v node >/dev/null || die "node is needed for the Node chat (or drop it from SERVERS)"
-  if [[ ! -d $here/node-chat/node_modules/ws ]]; then
-    echo "bench.sh: installing the Node chat's ws@8" >&2
-    npm install --prefix "$here/node-chat" --no-audit --no-fund >&2
-  fi
+  node_chat_ready "$here/node-chat"
 fi
 
-# As many descriptors as the hard limit allows (19000 connections need it).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 echo "bench.sh: open files limit $(ulimit -n); results in $RESULTS_DIR" >&2
-
-server_pid=
-client_pid=
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  stop_pid "$client_pid"; client_pid=
-  stop_pid "$server_pid"; server_pid=
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lib_traps
 
 declare -A R        # R[server.scenario.key] = value
 note_cmd() { [[ -n ${SEEN[$1]:-} ]] || { SEEN[$1]=1; CMDS+=("$1"); }; }
@@ -125,18 +105,7 @@ start_server() {
     node) cmd=(env HOST=127.0.0.1 PORT=0 node "$here/node-chat/server.js") ;;
     *) die "unknown server $name" ;;
   esac
-  server_cmd="taskset -c $SERVER_CPU ${cmd[*]}"
-  taskset -c "$SERVER_CPU" "${cmd[@]}" >/dev/null 2>"$log" &
-  server_pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(grep -o 'listening on [^ ]*' "$log" 2>/dev/null | head -n1 | grep -o '[0-9]*$' || true)
-    [[ -n $port ]] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$log" >&2
-  die "$name did not start"
+  start_pinned "$name" "$log" "${cmd[@]}"
 }
 
 # cpu_mark: sets MARK to "busy_s steal_s children_s": user+nice+system+irq+
@@ -146,11 +115,10 @@ start_server() {
 # marks tells how much CPU other processes took during a run, and how much
 # the hypervisor stole.
 cpu_mark() {
-  local busy steal kids
+  local busy steal
   read -r busy steal < <(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat)
-  times >"$RESULTS_DIR/.times"
-  kids=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } print s }' "$RESULTS_DIR/.times")
-  MARK=$(awk -v b="$busy" -v st="$steal" -v k="$kids" -v hz="$(getconf CLK_TCK)" \
+  children_mark "$RESULTS_DIR"
+  MARK=$(awk -v b="$busy" -v st="$steal" -v k="$KIDS" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%.2f %.2f %.2f", b / hz, st / hz, k }')
 }
 # cpu_note SERVER SCENARIO MARK-BEFORE: notes foreign CPU use or steal.
@@ -166,8 +134,6 @@ cpu_note() {
     NOTES+=("$1 $2: other processes used about $other s of CPU and the hypervisor stole $steal s during this run: its numbers may be disturbed")
   fi
 }
-
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # wsload_args CAP ARGS...: sets client_args, the capped, pinned wsload command.
 wsload_args() {

@@ -18,7 +18,8 @@
 # Environment: WSHUB_BIN, WSLOAD_BIN, SERVERS ("wshub node"), SCENARIOS,
 # DURATION (seconds of sending, default 10), HOLD_S (10), SOURCE_IPS (8),
 # SERVER_CPU (0), CLIENT_CPU (1), RESULTS_DIR (default: a new temp dir).
-# Every run is capped (timeout); the script ends by itself.
+# Every run is capped (timeout); the script ends by itself. Starting,
+# pinning and stopping servers: tests/load/lib.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,70 +36,40 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/wshub-compare.XXXXXX)}
 mkdir -p "$RESULTS_DIR"
 
-die() { echo "compare.sh: $*" >&2; exit 2; }
+LIB_NAME=compare.sh
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 [[ -x $WSHUB_BIN ]] || die "no wshub at $WSHUB_BIN (build it, or set WSHUB_BIN)"
 [[ -x $WSLOAD_BIN ]] || die "no wsload at $WSLOAD_BIN (build it, or set WSLOAD_BIN)"
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 command -v node >/dev/null || die "node is needed for the Node chat"
 [[ $DURATION =~ ^[0-9]+$ && $HOLD_S =~ ^[0-9]+$ ]] || die "DURATION and HOLD_S are whole seconds"
 
-# As many descriptors as the hard limit allows (19000 connections need it).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 echo "compare.sh: open files limit $(ulimit -n); results in $RESULTS_DIR" >&2
 
-if [[ " $SERVERS " == *" node "* && ! -d $here/node-chat/node_modules/ws ]]; then
-  echo "compare.sh: installing the Node chat's ws@8" >&2
-  npm install --prefix "$here/node-chat" --no-audit --no-fund >&2
+if [[ " $SERVERS " == *" node "* ]]; then
+  node_chat_ready "$here/node-chat"
 fi
 
-server_pid=
-client_pid=
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  stop_pid "$client_pid"; client_pid=
-  stop_pid "$server_pid"; server_pid=
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lib_traps
 
 # start_server NAME LOGFILE: starts it pinned, sets server_pid and port.
 start_server() {
   local name=$1 log=$2
   case $name in
     wshub)
-      taskset -c "$SERVER_CPU" "$WSHUB_BIN" --host 127.0.0.1 --port 0 \
-        --threads 1 --msg-rate 0 --max-per-ip 0 \
-        --log-level warn 2>"$log" >/dev/null &
+      start_pinned "$name" "$log" "$WSHUB_BIN" --host 127.0.0.1 --port 0 \
+        --threads 1 --msg-rate 0 --max-per-ip 0 --log-level warn
       ;;
     node)
-      HOST=127.0.0.1 PORT=0 taskset -c "$SERVER_CPU" node "$here/node-chat/server.js" \
-        2>"$log" >/dev/null &
+      start_pinned "$name" "$log" env HOST=127.0.0.1 PORT=0 node "$here/node-chat/server.js"
       ;;
     *) die "unknown server $name" ;;
   esac
-  server_pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
-    [[ -n $port ]] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$log" >&2
-  die "$name did not start"
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_kib() { local v; v=$(status_kib "$1" VmRSS); echo "${v:-0}"; }
 
 # run_client CAP OUT ARGS...: wsload pinned to the client core, capped.
 run_client() {

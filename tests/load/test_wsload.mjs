@@ -12,7 +12,16 @@
 // poll bodies (strings with escaped quotes and brackets, markers outside
 // "messages" not counted) and counts refused POSTs and messages a poll
 // skipped, and its exit codes for usage errors and for a server that is
-// not there.
+// not there. With --deflate (permessage-deflate) it offers exactly
+// Chromium's offer plus client_no_context_takeover, refuses a 101 that does
+// not accept it or answers what was not offered, compresses what it sends
+// from --deflate-threshold bytes on, inflates RSV1 messages (zlib's output,
+// stored and fixed-Huffman blocks written by hand here, fragmented with
+// pings between, a final block; a server's context kept between messages
+// unless it said server_no_context_takeover), rejects bad compressed frames,
+// and counts compressed and plain messages and their wire and payload
+// bytes exactly; against wshub's permessage-deflate the delivery counts
+// stay exact.
 //
 // Environment: WSHUB_BIN (default build/wshub) and WSLOAD_BIN (default
 // build/wsload). Ownership: every server and client process started here is
@@ -131,19 +140,21 @@ function assertLatencies(r) {
 
 // ---- a raw relay written for these tests (node:net, no ws) ----
 
-function serverFrame(opcode, payload, fin = true) {
+// rsv: the RSV bits as they sit in the first byte (0x40 = RSV1).
+function serverFrame(opcode, payload, fin = true, rsv = 0) {
   const len = payload.length;
+  const b0 = (fin ? 0x80 : 0) | rsv | opcode;
   let head;
   if (len < 126) {
-    head = Buffer.from([(fin ? 0x80 : 0) | opcode, len]);
+    head = Buffer.from([b0, len]);
   } else if (len <= 0xffff) {
     head = Buffer.alloc(4);
-    head[0] = (fin ? 0x80 : 0) | opcode;
+    head[0] = b0;
     head[1] = 126;
     head.writeUInt16BE(len, 2);
   } else {
     head = Buffer.alloc(10);
-    head[0] = (fin ? 0x80 : 0) | opcode;
+    head[0] = b0;
     head[1] = 127;
     head.writeBigUInt64BE(BigInt(len), 2);
   }
@@ -264,6 +275,275 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
   });
 }
 
+
+// ---- permessage-deflate without zlib: DEFLATE data written by hand ----
+
+// DEFLATE (RFC 1951) bits go out least significant first; Huffman codes
+// most significant bit first.
+class BitWriter {
+  constructor() {
+    this.bytes = [];
+    this.cur = 0;
+    this.n = 0;
+  }
+  bits(v, k) {
+    for (let i = 0; i < k; i++) {
+      this.cur |= ((v >> i) & 1) << this.n;
+      if (++this.n === 8) {
+        this.bytes.push(this.cur);
+        this.cur = 0;
+        this.n = 0;
+      }
+    }
+  }
+  code(c, k) {
+    for (let i = k - 1; i >= 0; i--) this.bits((c >> i) & 1, 1);
+  }
+  // Pads to a byte boundary.
+  buffer() {
+    if (this.n > 0) this.bits(0, 8 - this.n);
+    return Buffer.from(this.bytes);
+  }
+}
+
+const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59,
+  67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4,
+  5, 5, 5, 5, 0];
+
+function fixedSymbol(w, sym) {
+  if (sym < 144) w.code(0x30 + sym, 8);
+  else if (sym < 256) w.code(0x190 + sym - 144, 9);
+  else if (sym < 280) w.code(sym - 256, 7);
+  else w.code(0xc0 + sym - 280, 8);
+}
+
+// One fixed-Huffman block (BFINAL 0): first a copy of `copy.length` bytes
+// from `copy.distance` back (into what an earlier message left in the
+// window), then `literals`; then the empty stored block of a sync flush,
+// whose 00 00 ff ff is left off as permessage-deflate wants.
+function fixedBlock(literals, copy = null) {
+  const w = new BitWriter();
+  w.bits(0, 1);
+  w.bits(1, 2);
+  if (copy) {
+    let i = LEN_BASE.length - 1;
+    while (LEN_BASE[i] > copy.length) i--;
+    fixedSymbol(w, 257 + i);
+    w.bits(copy.length - LEN_BASE[i], LEN_EXTRA[i]);
+    let c = 0;
+    for (; c < 29; c++) {
+      const extra = c < 4 ? 0 : (c >> 1) - 1;
+      const base = c < 4 ? c + 1 : ((2 | (c & 1)) << extra) + 1;
+      if (copy.distance < base + (1 << extra)) {
+        w.code(c, 5);
+        w.bits(copy.distance - base, extra);
+        break;
+      }
+    }
+  }
+  for (const b of literals) fixedSymbol(w, b);
+  fixedSymbol(w, 256);
+  w.bits(0, 3); // the sync flush's empty stored block
+  return w.buffer();
+}
+
+// Stored blocks (at most 65535 bytes each) holding data; final: the last
+// one has BFINAL set (and no sync flush follows), else the sync flush's
+// empty stored block follows without its 00 00 ff ff.
+function storedBlocks(data, final = false) {
+  const parts = [];
+  let off = 0;
+  do {
+    const n = Math.min(65535, data.length - off);
+    const last = off + n === data.length;
+    const h = Buffer.alloc(5);
+    h[0] = final && last ? 1 : 0;
+    h.writeUInt16LE(n, 1);
+    h.writeUInt16LE(~n & 0xffff, 3);
+    parts.push(h, data.subarray(off, off + n));
+    off += n;
+  } while (off < data.length);
+  if (!final) parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+// A relay that speaks permessage-deflate for wsload's --deflate. `answer`:
+// the 101's Sec-WebSocket-Extensions (a string, an array for several
+// header lines, or null for none). Client messages sent compressed are
+// relayed as they are (RSV1, the same bytes: each was compressed on its
+// own); plain ones according to `mode`:
+//   plain          as plain text frames
+//   stored         stored blocks, RSV1, in three fragments with a ping
+//                  between the first two (RSV1 on the first only)
+//   final          stored blocks, the last with BFINAL set
+//   context        a fixed-Huffman block per message, {"type":"message",
+//                  "text":…}, whose first 26 bytes are copied from the
+//                  previous message to that client (so the client must keep
+//                  the context); each client first gets a welcome
+//                  (literals only)
+//   rsv1-continuation, rsv1-ping, rsv2, garbage, after-final: invalid
+//                  frames (RSV1 on a continuation, a ping with RSV1 before
+//                  a plain message, RSV2, a reserved block type, a byte after
+//                  a final block)
+function startDeflateRelay({ answer, mode = 'plain' }) {
+  const stats = { offers: [], compressedIn: 0, plainIn: 0, compressedSizes: [],
+    markerInCompressed: 0, pings: 0, pongs: 0, badFrames: 0 };
+  const clients = new Map(); // socket -> { prev: the last body sent, for `context` }
+  const sockets = new Set();
+  const PREFIX = '{"type":"message","text":"';
+
+  function sendContext(sock, st, body) {
+    const b = Buffer.from(body);
+    const copy = st.prev && b.length >= PREFIX.length
+      ? { length: PREFIX.length, distance: st.prev.length } : null;
+    sock.write(serverFrame(0x1, fixedBlock(copy ? b.subarray(PREFIX.length) : b, copy), true, 0x40));
+    st.prev = b;
+  }
+
+  function relayPlain(text) {
+    const body = Buffer.from(text);
+    for (const [c, st] of clients) {
+      switch (mode) {
+        case 'plain':
+          c.write(serverFrame(0x1, body));
+          break;
+        case 'stored': {
+          const z = storedBlocks(body);
+          const a = Math.floor(z.length / 3);
+          const b = Math.floor((2 * z.length) / 3);
+          stats.pings++;
+          c.write(Buffer.concat([
+            serverFrame(0x1, z.subarray(0, a), false, 0x40),
+            serverFrame(0x9, Buffer.from('relay-ping')),
+            serverFrame(0x0, z.subarray(a, b), false),
+            serverFrame(0x0, z.subarray(b), true),
+          ]));
+          break;
+        }
+        case 'final':
+          c.write(serverFrame(0x1, storedBlocks(body, true), true, 0x40));
+          break;
+        case 'context':
+          sendContext(c, st, PREFIX + text + '"}');
+          break;
+        case 'rsv1-continuation': {
+          const z = storedBlocks(body);
+          c.write(Buffer.concat([serverFrame(0x1, z.subarray(0, 4), false, 0x40),
+            serverFrame(0x0, z.subarray(4), true, 0x40)]));
+          break;
+        }
+        case 'rsv1-ping':
+          c.write(Buffer.concat([serverFrame(0x9, Buffer.from('p'), true, 0x40),
+            serverFrame(0x1, body)]));
+          break;
+        case 'rsv2':
+          c.write(serverFrame(0x1, storedBlocks(body), true, 0x60));
+          break;
+        case 'garbage':
+          c.write(serverFrame(0x1, Buffer.concat([Buffer.from([0x07]), body]), true, 0x40));
+          break;
+        case 'after-final':
+          c.write(serverFrame(0x1, Buffer.concat([storedBlocks(body, true), Buffer.from([0])]),
+            true, 0x40));
+          break;
+        default:
+          throw new Error(`unknown mode ${mode}`);
+      }
+    }
+  }
+
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    let buf = Buffer.alloc(0);
+    let open = false;
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      clients.delete(sock);
+      sockets.delete(sock);
+    });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (!open) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        buf = buf.subarray(end + 4);
+        const key = /^sec-websocket-key:[ \t]*(\S+)[ \t]*$/im.exec(head);
+        const ext = [...head.matchAll(/^sec-websocket-extensions:[ \t]*(.*?)[ \t]*$/gim)];
+        stats.offers.push(ext.map((m) => m[1]).join(', ') || null);
+        const accept = createHash('sha1').update(key[1] + GUID).digest('base64');
+        const lines = answer === null ? [] : [].concat(answer);
+        sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n` +
+          lines.map((l) => `Sec-WebSocket-Extensions: ${l}\r\n`).join('') + '\r\n');
+        open = true;
+        const st = { prev: null };
+        clients.set(sock, st);
+        if (mode === 'context') sendContext(sock, st, PREFIX + 'welcome to the relay"}');
+      }
+      while (buf.length >= 2) {
+        const fin = (buf[0] & 0x80) !== 0;
+        const rsv = buf[0] & 0x70;
+        const op = buf[0] & 0x0f;
+        const masked = (buf[1] & 0x80) !== 0;
+        let len = buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        // wsload never fragments, and RSV1 only on data messages.
+        if (!masked || !fin || (rsv & 0x30) || (rsv && op !== 0x1)) {
+          stats.badFrames++;
+          sock.destroy();
+          return;
+        }
+        if (buf.length < off + 4 + len) return;
+        const mask = buf.subarray(off, off + 4);
+        const payload = Buffer.from(buf.subarray(off + 4, off + 4 + len));
+        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
+        buf = buf.subarray(off + 4 + len);
+        if (op === 0x1 && rsv) {
+          stats.compressedIn++;
+          stats.compressedSizes.push(payload.length);
+          if (payload.includes('wsl:')) stats.markerInCompressed++;
+          for (const c of clients.keys()) c.write(serverFrame(0x1, payload, true, 0x40));
+        } else if (op === 0x1) {
+          stats.plainIn++;
+          relayPlain(payload.toString('utf8'));
+        } else if (op === 0x8) {
+          clients.delete(sock);
+          sock.end(serverFrame(0x8, payload.subarray(0, 2)));
+          return;
+        } else if (op === 0x9) {
+          sock.write(serverFrame(0xa, payload));
+        } else if (op === 0xa) {
+          if (payload.toString() === 'relay-ping') stats.pongs++;
+        } else {
+          stats.badFrames++;
+        }
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        port: server.address().port,
+        stats,
+        close: () => new Promise((res) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => res());
+        }),
+      });
+    });
+  });
+}
 
 // ---- a fake HTTP chat written for these tests (node:net, byte-exact) ----
 
@@ -526,6 +806,103 @@ test('hold: prints "connected N" before the RESULT line', async () => {
 });
 
 
+// ---- permessage-deflate through wshub (docs: the server's contract) ----
+
+// No presence notices (so every message a client gets is its welcome or a
+// chat message), deflate on with its defaults; the same with a threshold
+// nothing reaches; and with deflate off.
+let pmdHub;
+let pmdPlainHub;
+let pmdOffHub;
+before(async () => {
+  pmdHub = await startWshub(['--presence-limit', '0', '--msg-rate', '0']);
+  pmdPlainHub = await startWshub(['--presence-limit', '0', '--deflate-threshold', '100000']);
+  pmdOffHub = await startWshub(['--deflate', 'off']);
+});
+after(async () => {
+  for (const h of [pmdHub, pmdPlainHub, pmdOffHub]) if (h) await stopProcess(h.child);
+});
+
+test('fan-out through wshub with --deflate: exact deliveries, compressed both ways', async () => {
+  const { code, result: r } = await runWsload([
+    '--url', `ws://127.0.0.1:${pmdHub.port}/?room=pmd-fanout`, '--connections', '20',
+    '--senders', '3', '--messages', '30', '--rate', '90', '--duration', '10', '--drain', '2',
+    '--format', 'chat-json', '--payload', '200', '--deflate', '--quiet',
+  ]);
+  assert.equal(code, 0);
+  assert.equal(r.deflate, 'on');
+  assert.equal(num(r, 'connected'), 20);
+  assert.equal(num(r, 'deflate_conns'), 20);
+  assert.equal(num(r, 'sent'), 90);
+  assert.equal(num(r, 'expected'), 1800);
+  assert.equal(num(r, 'delivered'), 1800);
+  assert.equal(num(r, 'duplicates'), 0);
+  assert.equal(num(r, 'errors'), 0);
+  // Every message sent is over 64 bytes and compressible.
+  assert.equal(num(r, 'msgs_out_compressed'), 90);
+  assert.equal(num(r, 'msgs_out_plain'), 0);
+  // A welcome each and the 1800 chat messages, all over the threshold.
+  assert.equal(num(r, 'msgs_in_compressed'), 1820);
+  assert.equal(num(r, 'msgs_in_plain'), 0);
+  assert.equal(num(r, 'inflates') + num(r, 'inflate_cache_hits'), 1820);
+  assert.ok(num(r, 'msg_wire_bytes_in') < num(r, 'msg_payload_bytes_in'));
+  assert.ok(num(r, 'delivered_wire_bytes') < num(r, 'delivered_payload_bytes'));
+  assert.ok(num(r, 'msg_wire_bytes_out') < num(r, 'msg_payload_bytes_out'));
+  assertLatencies(r);
+});
+
+test('saturation through wshub with --deflate: short messages go plain, come back compressed', async () => {
+  const { code, result: r } = await runWsload([
+    '--url', `ws://127.0.0.1:${pmdHub.port}/?room=pmd-sat`, '--connections', '10',
+    '--senders', '10', '--rate', '0', '--window', '2', '--messages', '25', '--duration', '10',
+    '--drain', '2', '--deflate', '--quiet',
+  ]);
+  assert.equal(code, 0);
+  assert.equal(r.mode, 'saturation');
+  assert.equal(num(r, 'deflate_conns'), 10);
+  assert.equal(num(r, 'sent'), 250);
+  assert.equal(num(r, 'expected'), 2500);
+  assert.equal(num(r, 'delivered'), 2500);
+  assert.equal(num(r, 'duplicates'), 0);
+  assert.equal(num(r, 'errors'), 0);
+  // The bare marker is under 64 bytes; wshub's JSON around it is not.
+  assert.equal(num(r, 'msgs_out_compressed'), 0);
+  assert.equal(num(r, 'msgs_out_plain'), 250);
+  assert.equal(num(r, 'msgs_in_compressed'), 2510);
+  assert.equal(num(r, 'msgs_in_plain'), 0);
+  assert.ok(num(r, 'delivered_wire_bytes') < num(r, 'delivered_payload_bytes'));
+});
+
+test('wshub --deflate-threshold 100000: negotiated, but everything comes plain', async () => {
+  const { code, result: r } = await runWsload([
+    '--url', `ws://127.0.0.1:${pmdPlainHub.port}/?room=pmd-plain`, '--connections', '5',
+    '--senders', '1', '--messages', '10', '--rate', '50', '--duration', '10', '--drain', '2',
+    '--format', 'chat-json', '--payload', '200', '--deflate', '--quiet',
+  ]);
+  assert.equal(code, 0);
+  assert.equal(num(r, 'deflate_conns'), 5);
+  assert.equal(num(r, 'delivered'), 50);
+  assert.equal(num(r, 'expected'), 50);
+  assert.equal(num(r, 'errors'), 0);
+  // wsload still compresses what it sends; wshub inflates it.
+  assert.equal(num(r, 'msgs_out_compressed'), 10);
+  assert.equal(num(r, 'msgs_in_compressed'), 0);
+  assert.equal(num(r, 'msgs_in_plain'), 55);
+  assert.ok(num(r, 'msg_wire_bytes_in') > num(r, 'msg_payload_bytes_in'));
+});
+
+test('wshub --deflate off: wsload --deflate refuses the plain 101, loudly', async () => {
+  const { code, stderr, result: r } = await runWsload([
+    '--url', `ws://127.0.0.1:${pmdOffHub.port}/`, '--connections', '3', '--senders', '1',
+    '--duration', '0.2', '--deflate', '--quiet',
+  ]);
+  assert.equal(code, 1);
+  assert.equal(num(r, 'connected'), 0);
+  assert.equal(num(r, 'handshake_errors'), 3);
+  assert.equal(num(r, 'errors'), 3);
+  assert.match(stderr, /did not accept permessage-deflate/);
+});
+
 // ---- HTTP transports against wshub: counts, never speed ----
 
 function assertHttpExact(r, transport, { conns, senders, sent }) {
@@ -729,6 +1106,286 @@ for (const payload of [3000, 70000]) {
   });
 }
 
+// ---- permessage-deflate against the hand-written relay ----
+
+const OFFER = 'permessage-deflate; client_no_context_takeover; client_max_window_bits';
+const ACCEPT = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+// Frame header sizes, server → client (unmasked) and client → server.
+const hdr = (n) => (n < 126 ? 2 : n <= 0xffff ? 4 : 10);
+const sum = (a) => a.reduce((x, y) => x + y, 0);
+
+// 4 clients, 2 of them send 10 messages each: 20 sent, 80 deliveries.
+function deflateArgs(port, extra) {
+  return ['--url', `ws://127.0.0.1:${port}/`, '--connections', '4', '--senders', '2',
+    '--messages', '10', '--rate', '40', '--duration', '10', '--drain', '2', '--quiet', ...extra];
+}
+
+for (const { payload, threshold, compressed, cache = null } of [
+  { payload: 63, threshold: null, compressed: false },
+  { payload: 64, threshold: null, compressed: true },
+  { payload: 200, threshold: null, compressed: true },
+  { payload: 200, threshold: null, compressed: true, cache: 0 },
+  { payload: 200, threshold: 201, compressed: false },
+]) {
+  const t = (threshold === null ? 'the default threshold' : `--deflate-threshold ${threshold}`) +
+    (cache === null ? '' : ` and --deflate-cache ${cache}`);
+  test(`deflate: ${payload}-byte messages with ${t} go ${compressed ? 'compressed' : 'plain'}, counted exactly`, async () => {
+    const relay = await startDeflateRelay({ answer: ACCEPT, mode: 'plain' });
+    try {
+      const { code, result: r } = await runWsload(deflateArgs(relay.port, [
+        '--deflate', '--payload', String(payload),
+        ...(threshold === null ? [] : ['--deflate-threshold', String(threshold)]),
+        ...(cache === null ? [] : ['--deflate-cache', String(cache)])]));
+      assert.equal(code, 0);
+      assert.deepEqual(relay.stats.offers, [OFFER, OFFER, OFFER, OFFER]);
+      assert.equal(relay.stats.badFrames, 0);
+      assert.equal(r.deflate, 'on');
+      assert.equal(num(r, 'deflate_conns'), 4);
+      assert.equal(num(r, 'sent'), 20);
+      assert.equal(num(r, 'expected'), 80);
+      assert.equal(num(r, 'delivered'), 80);
+      assert.equal(num(r, 'errors'), 0);
+      assert.equal(num(r, 'msg_payload_bytes_out'), 20 * payload);
+      assert.equal(num(r, 'msg_payload_bytes_in'), 80 * payload);
+      assert.equal(num(r, 'delivered_payload_bytes'), 80 * payload);
+      if (compressed) {
+        assert.equal(relay.stats.compressedIn, 20);
+        assert.equal(relay.stats.plainIn, 0);
+        assert.equal(relay.stats.markerInCompressed, 0);
+        for (const n of relay.stats.compressedSizes) assert.ok(n < payload, `${n} >= ${payload}`);
+        const sizes = relay.stats.compressedSizes;
+        assert.equal(num(r, 'msgs_out_compressed'), 20);
+        assert.equal(num(r, 'msgs_out_plain'), 0);
+        assert.equal(num(r, 'msg_wire_bytes_out'), sum(sizes.map((n) => hdr(n) + 4 + n)));
+        // The relay sends each compressed message on to all 4 as it came.
+        const wire = 4 * sum(sizes.map((n) => hdr(n) + n));
+        assert.equal(num(r, 'msgs_in_compressed'), 80);
+        assert.equal(num(r, 'msgs_in_plain'), 0);
+        assert.equal(num(r, 'msg_wire_bytes_in'), wire);
+        assert.equal(num(r, 'delivered_wire_bytes'), wire);
+        assert.ok(num(r, 'msg_wire_bytes_in') < num(r, 'msg_payload_bytes_in'));
+        // The same compressed bytes reach 4 clients, 40 ms apart from the
+        // next message: inflated once, found in the cache 3 times (unless
+        // the cache is off).
+        assert.equal(num(r, 'inflates'), cache === 0 ? 80 : 20);
+        assert.equal(num(r, 'inflate_cache_hits'), cache === 0 ? 0 : 60);
+      } else {
+        assert.equal(relay.stats.compressedIn, 0);
+        assert.equal(relay.stats.plainIn, 20);
+        assert.equal(num(r, 'msgs_out_compressed'), 0);
+        assert.equal(num(r, 'msgs_out_plain'), 20);
+        assert.equal(num(r, 'msg_wire_bytes_out'), 20 * (hdr(payload) + 4 + payload));
+        assert.equal(num(r, 'msgs_in_compressed'), 0);
+        assert.equal(num(r, 'msgs_in_plain'), 80);
+        assert.equal(num(r, 'msg_wire_bytes_in'), 80 * (hdr(payload) + payload));
+        assert.equal(num(r, 'delivered_wire_bytes'), 80 * (hdr(payload) + payload));
+      }
+    } finally {
+      await relay.close();
+    }
+  });
+}
+
+test('without --deflate: no offer, no compression, the same counters', async () => {
+  const relay = await startDeflateRelay({ answer: null, mode: 'plain' });
+  try {
+    const { code, result: r } = await runWsload(deflateArgs(relay.port, ['--payload', '200']));
+    assert.equal(code, 0);
+    assert.deepEqual(relay.stats.offers, [null, null, null, null]);
+    assert.equal(relay.stats.plainIn, 20);
+    assert.equal(r.deflate, 'off');
+    assert.equal(num(r, 'deflate_conns'), 0);
+    assert.equal(num(r, 'delivered'), 80);
+    assert.equal(num(r, 'msgs_out_plain'), 20);
+    assert.equal(num(r, 'msgs_out_compressed'), 0);
+    assert.equal(num(r, 'msgs_in_plain'), 80);
+    assert.equal(num(r, 'msg_wire_bytes_in'), 80 * (4 + 200));
+    assert.equal(num(r, 'msg_wire_bytes_out'), 20 * (8 + 200));
+    assert.equal(num(r, 'msg_payload_bytes_in'), 80 * 200);
+    assert.equal(num(r, 'errors'), 0);
+  } finally {
+    await relay.close();
+  }
+});
+
+for (const { mode, payload } of [
+  { mode: 'stored', payload: 3000 },
+  { mode: 'stored', payload: 70000 },
+  { mode: 'final', payload: 3000 },
+  { mode: 'final', payload: 70000 },
+]) {
+  test(`deflate: ${payload}-byte messages as ${mode === 'stored' ? 'stored blocks in fragments with a ping between' : 'a final block'} are inflated`, async () => {
+    const relay = await startDeflateRelay({ answer: ACCEPT, mode });
+    try {
+      // Sent plain (over the threshold) so that the relay compresses them.
+      const { code, result: r } = await runWsload(['--url', `ws://127.0.0.1:${relay.port}/`,
+        '--connections', '4', '--senders', '2', '--messages', '5', '--rate', '50',
+        '--duration', '10', '--drain', '2', '--payload', String(payload),
+        '--deflate', '--deflate-threshold', '1000000', '--quiet']);
+      assert.equal(code, 0);
+      assert.equal(relay.stats.plainIn, 10);
+      assert.equal(num(r, 'sent'), 10);
+      assert.equal(num(r, 'delivered'), 40);
+      assert.equal(num(r, 'expected'), 40);
+      assert.equal(num(r, 'protocol_errors'), 0);
+      assert.equal(num(r, 'errors'), 0);
+      assert.equal(num(r, 'msgs_in_compressed'), 40);
+      assert.equal(num(r, 'msgs_in_plain'), 0);
+      assert.equal(num(r, 'msg_payload_bytes_in'), 40 * payload);
+      const z = storedBlocks(Buffer.alloc(payload), mode === 'final').length;
+      let wire;
+      if (mode === 'stored') {
+        const a = Math.floor(z / 3);
+        const b = Math.floor((2 * z) / 3);
+        wire = hdr(a) + a + hdr(b - a) + (b - a) + hdr(z - b) + (z - b);
+        assert.equal(relay.stats.pings, 40);
+        assert.equal(relay.stats.pongs, 40);
+      } else {
+        wire = hdr(z) + z;
+      }
+      assert.equal(num(r, 'msg_wire_bytes_in'), 40 * wire);
+      assert.equal(num(r, 'delivered_wire_bytes'), 40 * wire);
+    } finally {
+      await relay.close();
+    }
+  });
+}
+
+test('deflate: a server that keeps its context (no server_no_context_takeover)', async () => {
+  const relay = await startDeflateRelay({
+    answer: 'permessage-deflate; client_no_context_takeover', mode: 'context' });
+  try {
+    const { code, result: r } = await runWsload(deflateArgs(relay.port, [
+      '--deflate', '--deflate-threshold', '1000000']));
+    assert.equal(code, 0);
+    assert.equal(num(r, 'delivered'), 80);
+    assert.equal(num(r, 'expected'), 80);
+    assert.equal(num(r, 'errors'), 0);
+    // A welcome each, then the 80 messages, each referring to the one before.
+    assert.equal(num(r, 'msgs_in_compressed'), 84);
+    assert.equal(num(r, 'msgs_in_plain'), 0);
+    // Messages that depend on a context are never taken from the cache.
+    assert.equal(num(r, 'inflates'), 84);
+    assert.equal(num(r, 'inflate_cache_hits'), 0);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('deflate: server_no_context_takeover, yet a message refers back: protocol errors', async () => {
+  const relay = await startDeflateRelay({ answer: ACCEPT, mode: 'context' });
+  try {
+    const { code, result: r } = await runWsload(deflateArgs(relay.port, [
+      '--deflate', '--deflate-threshold', '1000000']));
+    assert.equal(code, 0);
+    assert.equal(num(r, 'connected'), 4);
+    assert.equal(num(r, 'msgs_in_compressed'), 4); // the welcomes
+    assert.equal(num(r, 'delivered'), 0);
+    assert.equal(num(r, 'protocol_errors'), 4);
+    assert.equal(num(r, 'errors'), 4);
+  } finally {
+    await relay.close();
+  }
+});
+
+for (const { mode, deflate } of [
+  { mode: 'rsv1-continuation', deflate: true },
+  { mode: 'rsv1-ping', deflate: true },
+  { mode: 'rsv2', deflate: true },
+  { mode: 'garbage', deflate: true },
+  { mode: 'after-final', deflate: true },
+  { mode: 'stored', deflate: false }, // RSV1 when deflate was not negotiated
+]) {
+  test(`deflate: bad frames (${mode}${deflate ? '' : ', not negotiated'}) are protocol errors`, async () => {
+    const relay = await startDeflateRelay({ answer: deflate ? ACCEPT : null, mode });
+    try {
+      const { code, result: r } = await runWsload(deflateArgs(relay.port, [
+        ...(deflate ? ['--deflate', '--deflate-threshold', '1000000'] : [])]));
+      assert.equal(code, 0);
+      assert.equal(num(r, 'connected'), 4);
+      assert.equal(num(r, 'delivered'), 0);
+      assert.equal(num(r, 'protocol_errors'), 4);
+      assert.equal(num(r, 'errors'), 4);
+    } finally {
+      await relay.close();
+    }
+  });
+}
+
+test('deflate: a 101 must accept the offer, with nothing that was not offered', async () => {
+  const bad = [
+    null,
+    'permessage-deflate; client_max_window_bits',
+    'permessage-deflate; server_max_window_bits=16',
+    'permessage-deflate; server_max_window_bits=7',
+    'permessage-deflate; server_max_window_bits=010',
+    'permessage-deflate; client_max_window_bits="1x"',
+    'permessage-deflate; client_max_window_bits="10',
+    'permessage-deflate; server_no_context_takeover=1',
+    'permessage-deflate; server_no_context_takeover; server_no_context_takeover',
+    'permessage-deflate; mystery',
+    'permessage-deflate; ',
+    'permessage-deflate, permessage-deflate',
+    ['permessage-deflate', 'permessage-deflate'],
+    'x-webkit-deflate-frame',
+    'permessage-deflate; server_no_context_takeover, x-other',
+  ];
+  for (const answer of bad) {
+    const relay = await startDeflateRelay({ answer, mode: 'plain' });
+    try {
+      const { code, stderr, result: r } = await runWsload(['--url', `ws://127.0.0.1:${relay.port}/`,
+        '--connections', '3', '--senders', '1', '--duration', '0.2', '--deflate', '--quiet']);
+      const what = JSON.stringify(answer);
+      assert.equal(code, 1, what);
+      assert.equal(num(r, 'connected'), 0, what);
+      assert.equal(num(r, 'handshake_errors'), 3, what);
+      assert.equal(num(r, 'deflate_conns'), 0, what);
+      assert.equal(num(r, 'sent'), 0, what);
+      assert.match(stderr, answer === null ? /did not accept permessage-deflate/
+        : /parameters we did not offer/, what);
+    } finally {
+      await relay.close();
+    }
+  }
+});
+
+test('deflate: 101s that accept in other valid spellings', async () => {
+  for (const answer of [
+    'permessage-deflate;client_no_context_takeover;server_no_context_takeover',
+    ', permessage-deflate ; client_max_window_bits="10" ; server_max_window_bits=9 ,',
+    ['permessage-deflate; server_no_context_takeover', ''],
+    'permessage-deflate; client_max_window_bits=8',
+  ]) {
+    const relay = await startDeflateRelay({ answer, mode: 'plain' });
+    try {
+      const { code, result: r } = await runWsload(['--url', `ws://127.0.0.1:${relay.port}/`,
+        '--connections', '3', '--senders', '1', '--messages', '3', '--rate', '30', '--payload', '200',
+        '--duration', '10', '--drain', '2', '--deflate', '--quiet']);
+      const what = JSON.stringify(answer);
+      assert.equal(code, 0, what);
+      assert.equal(num(r, 'deflate_conns'), 3, what);
+      assert.equal(num(r, 'delivered'), 9, what);
+      assert.equal(num(r, 'msgs_out_compressed'), 3, what);
+      assert.equal(relay.stats.compressedIn, 3, what);
+      assert.equal(num(r, 'errors'), 0, what);
+    } finally {
+      await relay.close();
+    }
+  }
+});
+
+test('without --deflate, a 101 that answers an extension is refused', async () => {
+  const relay = await startDeflateRelay({ answer: ACCEPT, mode: 'plain' });
+  try {
+    const { code, result: r } = await runWsload(['--url', `ws://127.0.0.1:${relay.port}/`,
+      '--connections', '3', '--senders', '1', '--duration', '0.2', '--quiet']);
+    assert.equal(code, 1);
+    assert.equal(num(r, 'handshake_errors'), 3);
+  } finally {
+    await relay.close();
+  }
+});
+
 // ---- exit codes ----
 
 test('usage errors exit 2', async () => {
@@ -745,6 +1402,11 @@ test('usage errors exit 2', async () => {
     ['--url', 'http://127.0.0.1:1/', '--transport', 'poll', '--handshake-only'],
     ['--url', 'http://127.0.0.1:1/', '--transport', 'longpoll', '--poll-wait', '31'],
     ['--url', 'http://127.0.0.1:1/', '--transport', 'poll', '--poll-interval', '0'],
+    ['--url', 'http://127.0.0.1:1/', '--transport', 'sse', '--deflate'],
+    ['--url', 'ws://127.0.0.1:1/', '--deflate', '--deflate-level', '0'],
+    ['--url', 'ws://127.0.0.1:1/', '--deflate', '--deflate-level', '10'],
+    ['--url', 'ws://127.0.0.1:1/', '--deflate', '--deflate-threshold', 'x'],
+    ['--url', 'ws://127.0.0.1:1/', '--deflate', '--deflate-cache', '-1'],
   ]) {
     const { code, resultLines } = await runWsload(args);
     assert.equal(code, 2, `args ${args.join(' ')}`);

@@ -27,7 +27,7 @@
 #
 # Ownership: the servers and wsload runs are this script's children; each is
 # capped with `timeout` or stopped by PID (SIGTERM, then SIGKILL after 5 s),
-# and an EXIT trap stops whatever is still running.
+# and an EXIT trap stops whatever is still running (tests/load/lib.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,7 +53,9 @@ mkdir -p "$RESULTS_DIR"
 LOG=$RESULTS_DIR/results.log
 : >"$LOG"
 
-die() { echo "transports.sh: $*" >&2; exit 2; }
+LIB_NAME=transports.sh
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 for v in CONNS SENDERS RATE SAT_SENDERS SAT_WINDOW DURATION WARMUP POLL_INTERVAL POLL_WAIT HISTORY; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
 done
@@ -61,28 +63,9 @@ done
 [[ -x $WSHUB_BIN ]] || die "no wshub at $WSHUB_BIN (ninja -C build, or set WSHUB_BIN)"
 [[ -x $WSLOAD_BIN ]] || die "no wsload at $WSLOAD_BIN (ninja -C build, or set WSLOAD_BIN)"
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 HZ=$(getconf CLK_TCK)
-
-server_pid=
-client_pid=
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  stop_pid "$client_pid"; client_pid=
-  stop_pid "$server_pid"; server_pid=
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+lib_traps
 
 declare -A R   # R[scenario.transport.key] = value
 NOTES=()
@@ -91,37 +74,12 @@ CMDS=()
 # start_server LOG: a fresh wshub, pinned; sets server_pid, port, server_cmd.
 start_server() {
   local log=$1
-  local -a cmd=("$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn
-    --msg-rate 0 --max-per-ip 0 --history "$HISTORY")
-  server_cmd="taskset -c $SERVER_CPU ${cmd[*]}"
-  taskset -c "$SERVER_CPU" "${cmd[@]}" >/dev/null 2>"$log" &
-  server_pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(grep -o 'listening on [^ ]*' "$log" 2>/dev/null | head -n1 | grep -o '[0-9]*$' || true)
-    [[ -n $port ]] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$log" >&2
-  die "wshub did not start"
+  start_pinned wshub "$log" "$WSHUB_BIN" --host 127.0.0.1 --port 0 --threads 1 --log-level warn \
+    --msg-rate 0 --max-per-ip 0 --history "$HISTORY"
 }
 
-# proc_cpu_ticks PID: utime + stime (after the ")" that ends the name).
-proc_cpu_ticks() {
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 # All CPUs' busy ticks (user nice system irq softirq steal) from /proc/stat.
 busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-# children_mark: sets KIDS to the CPU seconds of this shell's waited-for
-# children so far (wsload under timeout). `times` must run in this shell:
-# in a $(...) subshell it would see that subshell's children.
-children_mark() {
-  times >"$RESULTS_DIR/.times"
-  KIDS=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } print s }' \
-    "$RESULTS_DIR/.times")
-}
 
 label() {
   case $1 in
@@ -152,12 +110,12 @@ run() {
   local shown="${cmd[*]}"
   CMDS+=("# $sc, $tr"$'\n'"$server_cmd"$'\n'"${shown//127.0.0.1:$port\//127.0.0.1:PORT/}")
   local c0 b0 k0 c1 b1 k1
-  c0=$(proc_cpu_ticks "$server_pid"); b0=$(busy_ticks); children_mark; k0=$KIDS
+  c0=$(proc_cpu_ticks "$server_pid"); b0=$(busy_ticks); children_mark "$RESULTS_DIR"; k0=$KIDS
   "${cmd[@]}" >"$base.out" 2>"$base.err" &
   client_pid=$!
   wait "$client_pid" || true
   client_pid=
-  c1=$(proc_cpu_ticks "$server_pid"); b1=$(busy_ticks); children_mark; k1=$KIDS
+  c1=$(proc_cpu_ticks "$server_pid"); b1=$(busy_ticks); children_mark "$RESULTS_DIR"; k1=$KIDS
   local hwm
   hwm=$(status_kib "$server_pid" VmHWM)
   if ! kill -0 "$server_pid" 2>/dev/null; then

@@ -21,6 +21,13 @@
  * Sec-WebSocket-Accept checked with OpenSSL's SHA-1 and base64), masked
  * client frames, unmasked server frames with 7/16/64-bit lengths,
  * fragmented messages reassembled, pings answered, close handshake.
+ * With --deflate it offers permessage-deflate (RFC 7692) as Chromium does
+ * ("permessage-deflate; client_no_context_takeover; client_max_window_bits"),
+ * insists that the 101 accepts it (a 101 without it is a handshake error),
+ * inflates every message that comes with RSV1 (zlib, raw DEFLATE plus the
+ * 00 00 ff ff tail) before looking for the marker, and compresses each
+ * message it sends on its own when it is at least --deflate-threshold bytes
+ * and compression makes it smaller.
  *
  * --transport sse|longpoll|poll speaks wshub's HTTP transports instead
  * (docs/PROTOCOL.md, "HTTP transports"), with an HTTP/1.1 client of its
@@ -41,7 +48,13 @@
  * fragmented message or a multi-line event being assembled; out: bytes the
  * kernel did not take yet), the poll timer heap and the shared read and
  * frame scratch buffers. Each buffer is owned by its connection and freed
- * when it closes or at exit. No globals.
+ * when it closes or at exit. No globals. Deflate: the context owns one
+ * inflater shared by every connection whose server compresses each message
+ * on its own (server_no_context_takeover; reset per message), one deflater
+ * per client window size (reset per message: wsload never keeps context),
+ * and the inflate and deflate output scratch buffers; a connection whose
+ * server keeps its context owns an inflater of its own (made on its first
+ * compressed message, freed when it closes).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -70,6 +83,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #define WSL_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WSL_RBUF_SIZE (256 * 1024)
@@ -86,6 +100,16 @@
  * sub-buckets per power of two (under 1.6% error), up to 2^37 us. */
 #define WSL_HIST_SUB 64
 #define WSL_HIST_BUCKETS (128 + 31 * WSL_HIST_SUB)
+
+/* permessage-deflate state of a connection (wsl_conn_t.pmd). */
+#define WSL_PMD_ON 0x1         /* negotiated: RSV1 marks compressed messages */
+#define WSL_PMD_SERVER_CTX 0x2 /* the server keeps its context: c->zin */
+/* Inflate cache: compressed messages up to this size, and what they
+ * inflate to, kept by a hash of their bytes (direct-mapped). */
+#define WSL_ICACHE_MAX_IN 4096
+/* What the offer says: Chromium's, with client_no_context_takeover. */
+#define WSL_PMD_OFFER                                                     \
+  "permessage-deflate; client_no_context_takeover; client_max_window_bits"
 
 enum { WSL_FMT_RAW, WSL_FMT_CHAT_JSON, WSL_FMT_LECTURE2 };
 
@@ -120,6 +144,14 @@ typedef struct wsl_buf {
   size_t cap;
 } wsl_buf_t;
 
+/* One inflate-cache slot: compressed bytes z (z.len 0: empty) and their
+ * inflated form. */
+typedef struct wsl_icache {
+  uint64_t hash;
+  wsl_buf_t z;
+  wsl_buf_t out;
+} wsl_icache_t;
+
 typedef struct wsl_hist {
   uint64_t counts[WSL_HIST_BUCKETS];
   uint64_t total;
@@ -139,7 +171,11 @@ typedef struct wsl_conn {
   bool failed;       /* counted as an error already */
   bool reconnecting; /* HTTP: a new socket is connecting, state unchanged */
   bool dropped;      /* HTTP: the server closed it idle; reopened on write */
+  bool msg_rsv1;     /* the message being reassembled is compressed */
   uint8_t msg_opcode;
+  uint8_t pmd;       /* WSL_PMD_* flags, 0 if deflate was not negotiated */
+  uint8_t pmd_bits;  /* our window when compressing: client_max_window_bits */
+  uint32_t msg_wire; /* frame bytes of the message being reassembled */
   uint32_t pending;  /* HTTP: requests sent, not answered yet */
   uint32_t heap_pos; /* poll: 1 + place in the poll heap, 0 if not in it */
   uint64_t after;    /* poll: the newest message id seen (the next after) */
@@ -149,6 +185,7 @@ typedef struct wsl_conn {
   wsl_buf_t in;
   wsl_buf_t msg;
   wsl_buf_t out;
+  z_stream *zin; /* the server's context, when it keeps one (or NULL) */
   union {
     char key[25]; /* WebSocket: Sec-WebSocket-Key while in HANDSHAKE */
     char token[WSL_TOKEN_LEN + 1]; /* HTTP receivers: the session */
@@ -197,6 +234,10 @@ typedef struct wsl_opts {
   double timeout;
   double connect_timeout;
   bool quiet;
+  bool deflate;               /* offer and require permessage-deflate */
+  uint32_t deflate_threshold; /* compress messages of at least this size */
+  uint32_t deflate_level;     /* zlib level, 1..9 */
+  uint32_t deflate_cache;     /* inflate-cache slots, 0 = none */
 } wsl_opts_t;
 
 typedef struct wsl_ctx {
@@ -217,6 +258,14 @@ typedef struct wsl_ctx {
   size_t fbuf_cap;
   char *text; /* outgoing message scratch */
   size_t text_cap;
+  z_stream *zinf;    /* shared inflater (window 15), reset per message */
+  z_stream *zdef[8]; /* deflaters by window bits - 8 (8 uses 9), or NULL */
+  wsl_buf_t ibuf;    /* inflated message scratch */
+  wsl_buf_t zbuf;    /* compressed message scratch */
+  wsl_icache_t *icache; /* opt.deflate_cache slots, or NULL */
+  const char *inflated; /* the last message pmd_inflate made */
+  size_t inflated_len;
+  bool pmd_refused_said; /* the "not accepted" error was printed */
   char run_id[9];
   uint64_t rng;
   int phase;
@@ -244,6 +293,20 @@ typedef struct wsl_ctx {
   uint64_t bytes_out;
   uint64_t requests;
   uint64_t reconnects;
+  /* WebSocket data messages (all of them, welcomes and warmup included) */
+  uint64_t pmd_conns;         /* upgrades that negotiated permessage-deflate */
+  uint64_t msgs_in_compressed; /* received with RSV1 */
+  uint64_t msgs_in_plain;      /* received without */
+  uint64_t inflates;           /* compressed messages run through zlib */
+  uint64_t icache_hits;        /* compressed messages found in the cache */
+  uint64_t msg_wire_in;        /* their frame bytes (headers + payload) */
+  uint64_t msg_payload_in;     /* their payload bytes after inflating */
+  uint64_t delivered_wire;     /* the same two for measured deliveries only */
+  uint64_t delivered_payload;
+  uint64_t msgs_out_compressed;
+  uint64_t msgs_out_plain;
+  uint64_t msg_wire_out;    /* frame bytes of the data messages sent */
+  uint64_t msg_payload_out; /* their payload before compressing */
   /* times (ns, CLOCK_MONOTONIC) */
   uint64_t t_begin;
   uint64_t t_connected;
@@ -439,6 +502,172 @@ static void heap_schedule(wsl_ctx_t *ctx, wsl_conn_t *c, uint64_t t) {
   heap_up(ctx, ctx->heap_len - 1);
 }
 
+/* -------------------------------------------------------------- deflate */
+
+static void pmd_inflater_free(z_stream **zp) {
+  if (!*zp)
+    return;
+  inflateEnd(*zp);
+  free(*zp);
+  *zp = NULL;
+}
+
+/* A raw inflater with a 2^15 window (enough for any window the server
+ * may use). */
+static z_stream *pmd_inflater_new(void) {
+  z_stream *z = calloc(1, sizeof *z);
+  if (!z || inflateInit2(z, -15) != Z_OK)
+    wsl_die_oom();
+  return z;
+}
+
+/* Inflates len bytes from in onto the end of out. Returns 1 if all input
+ * was used, 2 if a final block ended the stream (*rest: input left after
+ * it), 0 on invalid data or a message over WSL_MAX_MESSAGE. */
+static int pmd_inflate_some(z_stream *z, const uint8_t *in, size_t len,
+                            wsl_buf_t *out, size_t *rest) {
+  z->next_in = (Bytef *)in;
+  z->avail_in = (uInt)len;
+  for (;;) {
+    if (out->cap - out->len < 4096)
+      buf_reserve(out, out->cap > 65536 ? out->cap : 65536);
+    size_t room = out->cap - out->len;
+    if (room > UINT32_MAX)
+      room = UINT32_MAX;
+    z->next_out = (Bytef *)out->data + out->len;
+    z->avail_out = (uInt)room;
+    int r = inflate(z, Z_SYNC_FLUSH);
+    out->len += room - z->avail_out;
+    if (out->len > WSL_MAX_MESSAGE)
+      return 0;
+    if (r == Z_STREAM_END) {
+      *rest = z->avail_in;
+      return 2;
+    }
+    if (r != Z_OK && r != Z_BUF_ERROR)
+      return 0;
+    if (z->avail_in == 0 && z->avail_out > 0)
+      return 1;
+    if (r == Z_BUF_ERROR && z->avail_out > 0)
+      return 0; /* no progress with input and room left: cannot happen */
+  }
+}
+
+static uint64_t pmd_hash(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (uint8_t)p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Inflates one compressed message (all its frames' payloads): the payload,
+ * then the 00 00 ff ff that the sender removed; sets ctx->inflated and
+ * ctx->inflated_len (valid until the next call). The shared inflater is
+ * reset first when the server compresses each message on its own; a
+ * server that keeps its context gets c->zin. A final block is allowed if
+ * nothing but the tail follows it (the context starts anew after it).
+ * Returns false on invalid data.
+ *
+ * A message compressed on its own always inflates to the same bytes, and a
+ * server like wshub sends the same compressed frame to every receiver: so
+ * such messages (up to WSL_ICACHE_MAX_IN bytes) are looked up first in a
+ * cache of the compressed bytes (compared whole) and their output, so that
+ * the client is not the limit of a compressed run. */
+static bool pmd_inflate(wsl_ctx_t *ctx, wsl_conn_t *c, const char *in,
+                        size_t len) {
+  static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+  wsl_icache_t *slot = NULL;
+  uint64_t hash = 0;
+  if (ctx->icache && !(c->pmd & WSL_PMD_SERVER_CTX) &&
+      len <= WSL_ICACHE_MAX_IN) {
+    hash = pmd_hash(in, len);
+    slot = &ctx->icache[hash % ctx->opt.deflate_cache];
+    if (slot->z.len == len && slot->hash == hash &&
+        memcmp(slot->z.data, in, len) == 0) {
+      ctx->icache_hits++;
+      ctx->inflated = slot->out.data;
+      ctx->inflated_len = slot->out.len;
+      return true;
+    }
+  }
+  ctx->inflates++;
+  z_stream *z;
+  if (c->pmd & WSL_PMD_SERVER_CTX) {
+    if (!c->zin)
+      c->zin = pmd_inflater_new();
+    z = c->zin;
+  } else {
+    if (!ctx->zinf)
+      ctx->zinf = pmd_inflater_new();
+    z = ctx->zinf;
+    inflateReset(z);
+  }
+  ctx->ibuf.len = 0;
+  size_t rest = 0;
+  int r = pmd_inflate_some(z, (const uint8_t *)in, len, &ctx->ibuf, &rest);
+  if (r == 1)
+    r = pmd_inflate_some(z, tail, sizeof tail, &ctx->ibuf, &rest);
+  else if (r == 2 && rest > 0)
+    r = 0; /* data after the final block */
+  if (r == 2)
+    inflateReset(z);
+  if (r == 0)
+    return false;
+  ctx->inflated = ctx->ibuf.data;
+  ctx->inflated_len = ctx->ibuf.len;
+  if (slot && ctx->ibuf.len <= 4 * WSL_ICACHE_MAX_IN) {
+    slot->hash = hash;
+    slot->z.len = 0;
+    buf_append(&slot->z, in, len);
+    slot->out.len = 0;
+    buf_append(&slot->out, ctx->ibuf.data, ctx->ibuf.len);
+  }
+  return true;
+}
+
+/* Compresses text (len bytes) on its own, for a connection whose window is
+ * 2^bits, into ctx->zbuf without the trailing 00 00 ff ff. Returns false
+ * (send it plain) if it is below the threshold or does not get smaller.
+ * zlib has no raw 256-byte window: with bits 8 only messages of at most
+ * 256 bytes, whose distances cannot exceed that, are compressed (with 9). */
+static bool pmd_compress(wsl_ctx_t *ctx, const char *text, size_t len,
+                         unsigned bits) {
+  if (len < ctx->opt.deflate_threshold || len == 0)
+    return false;
+  if (bits == 8 && len > 256)
+    return false;
+  unsigned wb = bits < 9 ? 9 : bits;
+  z_stream **zp = &ctx->zdef[wb - 8];
+  if (!*zp) {
+    *zp = calloc(1, sizeof **zp);
+    if (!*zp || deflateInit2(*zp, (int)ctx->opt.deflate_level, Z_DEFLATED,
+                             -(int)wb, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+      wsl_die_oom();
+  } else {
+    deflateReset(*zp);
+  }
+  z_stream *z = *zp;
+  size_t bound = deflateBound(z, (uLong)len) + 16;
+  ctx->zbuf.len = 0;
+  buf_reserve(&ctx->zbuf, bound);
+  z->next_in = (Bytef *)text;
+  z->avail_in = (uInt)len;
+  z->next_out = (Bytef *)ctx->zbuf.data;
+  z->avail_out = (uInt)bound;
+  int r = deflate(z, Z_SYNC_FLUSH);
+  size_t n = bound - z->avail_out;
+  if (r != Z_OK || z->avail_in != 0 || z->avail_out == 0 || n < 4 ||
+      memcmp(ctx->zbuf.data + n - 4, "\x00\x00\xff\xff", 4) != 0) {
+    fputs("wsload: deflate failed\n", stderr);
+    exit(1);
+  }
+  n -= 4;
+  if (n >= len)
+    return false;
+  ctx->zbuf.len = n;
+  return true;
+}
+
 /* ------------------------------------------------------------- sockets */
 
 static void conn_set_events(wsl_ctx_t *ctx, wsl_conn_t *c, bool add) {
@@ -486,6 +715,7 @@ static void conn_finish(wsl_ctx_t *ctx, wsl_conn_t *c) {
   buf_free(&c->in);
   buf_free(&c->msg);
   buf_free(&c->out);
+  pmd_inflater_free(&c->zin);
   c->in_msg = false;
   c->want_out = false;
   c->reconnecting = false;
@@ -566,8 +796,9 @@ static void conn_write(wsl_ctx_t *ctx, wsl_conn_t *c, const void *data,
   }
 }
 
-/* Builds one masked client frame (FIN set) in ctx->fbuf and writes it. */
-static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
+/* Builds one masked client frame whose first byte is b0 in ctx->fbuf and
+ * writes it. Returns the frame's size. */
+static size_t conn_send_raw(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t b0,
                             const char *payload, size_t len) {
   size_t need = len + 14;
   if (need > ctx->fbuf_cap) {
@@ -579,7 +810,7 @@ static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
   }
   uint8_t *f = (uint8_t *)ctx->fbuf;
   size_t h = 0;
-  f[h++] = (uint8_t)(0x80 | opcode);
+  f[h++] = b0;
   if (len < 126) {
     f[h++] = (uint8_t)(0x80 | len);
   } else if (len <= 0xffff) {
@@ -599,6 +830,29 @@ static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
   for (size_t i = 0; i < len; i++)
     f[h + i] = (uint8_t)payload[i] ^ mask[i & 3];
   conn_write(ctx, c, f, h + len);
+  return h + len;
+}
+
+/* One masked, unfragmented, uncompressed frame. */
+static void conn_send_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
+                            const char *payload, size_t len) {
+  conn_send_raw(ctx, c, (uint8_t)(0x80 | opcode), payload, len);
+}
+
+/* A data message: compressed (RSV1) when deflate was negotiated and
+ * pmd_compress says so, else plain. */
+static void conn_send_message(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t opcode,
+                              const char *payload, size_t len) {
+  ctx->msg_payload_out += len;
+  if ((c->pmd & WSL_PMD_ON) && pmd_compress(ctx, payload, len, c->pmd_bits)) {
+    ctx->msgs_out_compressed++;
+    ctx->msg_wire_out += conn_send_raw(ctx, c, (uint8_t)(0xC0 | opcode),
+                                       ctx->zbuf.data, ctx->zbuf.len);
+    return;
+  }
+  ctx->msgs_out_plain++;
+  ctx->msg_wire_out +=
+      conn_send_raw(ctx, c, (uint8_t)(0x80 | opcode), payload, len);
 }
 
 /* Starts our side of the close handshake (code 1000); an HTTP connection
@@ -642,41 +896,188 @@ static void conn_send_request(wsl_ctx_t *ctx, wsl_conn_t *c) {
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
+                   "%s"
                    "User-Agent: wsload\r\n\r\n",
-                   ctx->opt.path, ctx->opt.hosthdr, c->key);
+                   ctx->opt.path, ctx->opt.hosthdr, c->key,
+                   ctx->opt.deflate
+                       ? "Sec-WebSocket-Extensions: " WSL_PMD_OFFER "\r\n"
+                       : "");
   conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
   c->want_out = false;
   conn_set_events(ctx, c, false);
   conn_write(ctx, c, req, (size_t)n);
 }
 
-/* Checks the response head (without the final CRLF CRLF). */
-static bool handshake_ok(const wsl_conn_t *c, const char *head, size_t len) {
+static bool head_name_is(const char *p, size_t n, const char *name) {
+  size_t nl = strlen(name);
+  return n == nl && strncasecmp(p, name, nl) == 0;
+}
+
+static bool ext_tchar(char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+         (ch >= 'A' && ch <= 'Z') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static const char *ext_ows(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  return p;
+}
+
+/* A window-bits value as RFC 7692 writes it: 8..15, no leading zero. */
+static int ext_bits(const char *v, size_t n) {
+  if (n == 1 && (v[0] == '8' || v[0] == '9'))
+    return v[0] - '0';
+  if (n == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+    return 10 + (v[1] - '0');
+  return -1;
+}
+
+/* Checks the 101's Sec-WebSocket-Extensions (all of its lines joined with
+ * ","), RFC 6455 §9.1's grammar, against our offer: exactly one
+ * permessage-deflate with server_no_context_takeover,
+ * client_no_context_takeover, server_max_window_bits=8..15 and
+ * client_max_window_bits=8..15 (a value is required in a response), each
+ * at most once, values as tokens or quoted strings; nothing else. Sets
+ * c->pmd and c->pmd_bits. */
+static bool ext_accept(wsl_conn_t *c, const char *p, const char *end) {
+  unsigned n_pmd = 0;
+  bool seen[4] = {false, false, false, false};
+  static const char *const names[4] = {
+      "server_no_context_takeover", "client_no_context_takeover",
+      "server_max_window_bits", "client_max_window_bits"};
+  c->pmd = 0;
+  c->pmd_bits = 15;
+  for (;;) {
+    p = ext_ows(p, end);
+    if (p < end && *p == ',') { /* empty list elements are allowed */
+      p++;
+      continue;
+    }
+    if (p >= end)
+      break;
+    const char *name = p;
+    while (p < end && ext_tchar(*p))
+      p++;
+    if (p == name)
+      return false;
+    if ((size_t)(p - name) != 18 || strncasecmp(name, "permessage-deflate", 18))
+      return false; /* we offered nothing else */
+    n_pmd++;
+    c->pmd = WSL_PMD_ON | WSL_PMD_SERVER_CTX;
+    for (;;) {
+      p = ext_ows(p, end);
+      if (p >= end || *p == ',')
+        break;
+      if (*p != ';')
+        return false;
+      p = ext_ows(p + 1, end);
+      const char *pn = p;
+      while (p < end && ext_tchar(*p))
+        p++;
+      size_t pnl = (size_t)(p - pn);
+      if (pnl == 0)
+        return false;
+      p = ext_ows(p, end);
+      char val[16];
+      size_t vl = 0;
+      bool has_val = false;
+      if (p < end && *p == '=') {
+        has_val = true;
+        p = ext_ows(p + 1, end);
+        if (p < end && *p == '"') {
+          for (p++;; p++) {
+            if (p >= end)
+              return false;
+            if (*p == '"')
+              break;
+            if (*p == '\\' && ++p >= end)
+              return false;
+            if (vl < sizeof val)
+              val[vl] = *p;
+            vl++;
+          }
+          p++;
+        } else {
+          const char *v = p;
+          while (p < end && ext_tchar(*p))
+            p++;
+          vl = (size_t)(p - v);
+          if (vl == 0)
+            return false;
+          memcpy(val, v, vl < sizeof val ? vl : sizeof val);
+        }
+      }
+      int k = -1;
+      for (int i = 0; i < 4; i++)
+        if (strlen(names[i]) == pnl && strncasecmp(pn, names[i], pnl) == 0)
+          k = i;
+      if (k < 0 || seen[k])
+        return false;
+      seen[k] = true;
+      int bits = has_val && vl <= 2 ? ext_bits(val, vl) : -1;
+      if (k < 2 ? has_val : bits < 0)
+        return false;
+      if (k == 0)
+        c->pmd &= (uint8_t)~WSL_PMD_SERVER_CTX;
+      else if (k == 3)
+        c->pmd_bits = (uint8_t)bits;
+    }
+  }
+  return n_pmd == 1;
+}
+
+enum { WSL_HS_OK, WSL_HS_BAD, WSL_HS_NO_PMD };
+
+/* Checks the response head (without the final CRLF CRLF): a 101 with the
+ * right Sec-WebSocket-Accept, and extensions that answer what we offered
+ * (none without --deflate; with it, permessage-deflate must be accepted:
+ * WSL_HS_NO_PMD if the 101 has no Sec-WebSocket-Extensions). */
+static int handshake_check(const wsl_ctx_t *ctx, wsl_conn_t *c,
+                           const char *head, size_t len) {
   if (len < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0)
-    return false;
+    return WSL_HS_BAD;
   char want[29];
   ws_accept_for(c->key, want);
+  bool accept_ok = false;
+  char ext[1024];
+  size_t ext_len = 0;
+  bool have_ext = false;
   const char *p = head;
   const char *end = head + len;
   while (p < end) {
     const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
     if (!eol)
       eol = end;
-    static const char name[] = "sec-websocket-accept:";
-    size_t nl = sizeof name - 1;
-    if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0) {
-      const char *v = p + nl;
-      while (v < eol && (*v == ' ' || *v == '\t'))
-        v++;
+    const char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon) {
+      const char *v = ext_ows(colon + 1, eol);
       const char *ve = eol;
       while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
         ve--;
-      return (size_t)(ve - v) == strlen(want) &&
-             memcmp(v, want, strlen(want)) == 0;
+      size_t nl = (size_t)(colon - p), vl = (size_t)(ve - v);
+      if (head_name_is(p, nl, "sec-websocket-accept")) {
+        accept_ok = vl == strlen(want) && memcmp(v, want, vl) == 0;
+      } else if (head_name_is(p, nl, "sec-websocket-extensions")) {
+        if (ext_len + vl + 1 >= sizeof ext)
+          return WSL_HS_BAD;
+        if (have_ext)
+          ext[ext_len++] = ',';
+        memcpy(ext + ext_len, v, vl);
+        ext_len += vl;
+        have_ext = true;
+      }
     }
     p = eol + 2;
   }
-  return false;
+  if (!accept_ok)
+    return WSL_HS_BAD;
+  c->pmd = 0;
+  if (!ctx->opt.deflate)
+    return have_ext ? WSL_HS_BAD : WSL_HS_OK;
+  if (!have_ext)
+    return WSL_HS_NO_PMD;
+  return ext_accept(c, ext, ext + ext_len) ? WSL_HS_OK : WSL_HS_BAD;
 }
 
 static void conn_on_upgrade(wsl_ctx_t *ctx, wsl_conn_t *c) {
@@ -706,15 +1107,16 @@ static bool parse_u64(const char **pp, const char *end, uint64_t *out) {
   return true;
 }
 
-/* Finds the first marker of this run in a text message and counts it. */
-static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
+/* Finds the first marker of this run in a text message and counts it.
+ * Returns true if it counted a measured delivery. */
+static bool msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
                         size_t len) {
   const char *p = data;
   const char *end = data + len;
   while (p < end) {
     const char *m = memchr(p, 'w', (size_t)(end - p));
     if (!m)
-      return;
+      return false;
     if ((size_t)(end - m) < 4 || memcmp(m, "wsl:", 4) != 0) {
       p = m + 1;
       continue;
@@ -745,18 +1147,49 @@ static void msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
       ctx->delivered++;
       hist_add(&ctx->lat, now > ns ? now - ns : 0);
       ctx->t_last_delivery = now;
+      return true;
     }
-    return;
+    return false;
   }
+  return false;
 }
 
-/* One complete frame from the server. Returns false if c was closed. */
+/* A whole WebSocket data message: wire is its frames' bytes, rsv1 says it
+ * is compressed. Returns false if c was closed (invalid compressed data). */
+static bool ws_on_message(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t op,
+                          bool rsv1, const char *data, size_t len,
+                          size_t wire) {
+  if (rsv1) {
+    if (!pmd_inflate(ctx, c, data, len)) {
+      conn_fail(ctx, c, &ctx->protocol_errors);
+      return false;
+    }
+    data = ctx->inflated;
+    len = ctx->inflated_len;
+    ctx->msgs_in_compressed++;
+  } else {
+    ctx->msgs_in_plain++;
+  }
+  ctx->msg_wire_in += wire;
+  ctx->msg_payload_in += len;
+  if (op == 0x1 && msg_on_text(ctx, c, data, len)) {
+    ctx->delivered_wire += wire;
+    ctx->delivered_payload += len;
+  }
+  return true;
+}
+
+/* One complete frame from the server (wire: its size with the header).
+ * RSV1 is allowed only on the first frame of a data message, and only when
+ * permessage-deflate was negotiated. Returns false if c was closed. */
 static bool conn_on_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t b0,
-                          const char *pl, size_t len) {
+                          const char *pl, size_t len, size_t wire) {
   bool fin = b0 & 0x80;
+  bool rsv1 = b0 & 0x40;
   uint8_t op = b0 & 0x0f;
   ctx->frames_in++;
-  if (b0 & 0x70) {
+  if ((b0 & 0x30) ||
+      (rsv1 && (!(c->pmd & WSL_PMD_ON) || (op != 0x1 && op != 0x2)))) {
     conn_fail(ctx, c, &ctx->protocol_errors);
     return false;
   }
@@ -789,11 +1222,14 @@ static bool conn_on_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t b0,
       return false;
     }
     buf_append(&c->msg, pl, len);
+    c->msg_wire += (uint32_t)wire;
     if (fin) {
       c->in_msg = false;
-      if (c->msg_opcode == 0x1)
-        msg_on_text(ctx, c, c->msg.data, c->msg.len);
-      c->msg.len = 0;
+      bool ok = ws_on_message(ctx, c, c->msg_opcode, c->msg_rsv1, c->msg.data,
+                              c->msg.len, c->msg_wire);
+      if (ok)
+        c->msg.len = 0;
+      return ok;
     }
     return true;
   }
@@ -801,13 +1237,12 @@ static bool conn_on_frame(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t b0,
     conn_fail(ctx, c, &ctx->protocol_errors);
     return false;
   }
-  if (fin) {
-    if (op == 0x1)
-      msg_on_text(ctx, c, pl, len);
-    return true;
-  }
+  if (fin)
+    return ws_on_message(ctx, c, op, rsv1, pl, len, wire);
   c->in_msg = true;
   c->msg_opcode = op;
+  c->msg_rsv1 = rsv1;
+  c->msg_wire = (uint32_t)wire;
   c->msg.len = 0;
   buf_append(&c->msg, pl, len);
   return true;
@@ -827,10 +1262,25 @@ static size_t conn_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
       }
       return 0;
     }
-    if (!handshake_ok(c, data, (size_t)(e - data))) {
+    int hs = handshake_check(ctx, c, data, (size_t)(e - data));
+    if (hs != WSL_HS_OK) {
+      if (ctx->opt.deflate && !ctx->pmd_refused_said) {
+        /* Loud, once, even with --quiet: the run measures no deflate. */
+        ctx->pmd_refused_said = true;
+        fprintf(stderr,
+                "wsload: --deflate: %s (each such 101 is a handshake "
+                "error)\n",
+                hs == WSL_HS_NO_PMD
+                    ? "the server did not accept permessage-deflate (no "
+                      "Sec-WebSocket-Extensions in its 101)"
+                    : "a 101 that is invalid or accepts permessage-deflate "
+                      "with parameters we did not offer");
+      }
       conn_fail(ctx, c, &ctx->handshake_errors);
       return SIZE_MAX;
     }
+    if (c->pmd & WSL_PMD_ON)
+      ctx->pmd_conns++;
     off = (size_t)(e - data) + 4;
     conn_on_upgrade(ctx, c);
     if (c->state == WSL_ST_DONE)
@@ -865,7 +1315,8 @@ static size_t conn_parse(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
     }
     if (len - off - h < plen)
       break;
-    if (!conn_on_frame(ctx, c, b0, data + off + h, (size_t)plen))
+    if (!conn_on_frame(ctx, c, b0, data + off + h, (size_t)plen,
+                       h + (size_t)plen))
       return SIZE_MAX;
     off += h + (size_t)plen;
   }
@@ -882,11 +1333,6 @@ typedef struct wsl_head {
   const char *token; /* X-Wshub-Session value, or NULL */
   size_t token_len;
 } wsl_head_t;
-
-static bool head_name_is(const char *p, size_t n, const char *name) {
-  size_t nl = strlen(name);
-  return n == nl && strncasecmp(p, name, nl) == 0;
-}
 
 /* Parses a response head (without the final CRLF CRLF). */
 static bool head_parse(const char *p, size_t len, wsl_head_t *h) {
@@ -1603,7 +2049,7 @@ static void sender_send(wsl_ctx_t *ctx, uint32_t s, uint64_t now) {
     ctx->warmup_sent++;
   }
   if (ctx->opt.transport == WSL_TR_WS)
-    conn_send_frame(ctx, c, 0x1, ctx->text, len);
+    conn_send_message(ctx, c, 0x1, ctx->text, len);
   else
     post_send(ctx, s, ctx->text, len);
 }
@@ -1876,6 +2322,16 @@ static void usage(FILE *f) {
       "  --connect-timeout T cap on the whole connect phase (default 120)\n"
       "  --hold D            connect all, print 'connected N', hold D s idle\n"
       "  --handshake-only    measure upgrades/s: connect, upgrade, close\n"
+      "  --deflate           ws: offer permessage-deflate (client_no_context_\n"
+      "                      takeover; client_max_window_bits) and require\n"
+      "                      it; inflate what comes with RSV1, compress what\n"
+      "                      is sent\n"
+      "  --deflate-threshold BYTES  compress messages of at least BYTES\n"
+      "                      (default 64)\n"
+      "  --deflate-level L   zlib level 1..9 for what is sent (default 6)\n"
+      "  --deflate-cache N   slots of the cache of messages compressed on\n"
+      "                      their own and what they inflate to (default\n"
+      "                      65536; 0 = inflate every message)\n"
       "  --quiet             no progress on stderr\n"
       "  -h, --help\n",
       f);
@@ -1987,6 +2443,10 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     O_TRANSPORT,
     O_POLL_INTERVAL,
     O_POLL_WAIT,
+    O_DEFLATE,
+    O_DEFLATE_THRESHOLD,
+    O_DEFLATE_LEVEL,
+    O_DEFLATE_CACHE,
   };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, O_URL},
@@ -2011,6 +2471,10 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
       {"transport", required_argument, NULL, O_TRANSPORT},
       {"poll-interval", required_argument, NULL, O_POLL_INTERVAL},
       {"poll-wait", required_argument, NULL, O_POLL_WAIT},
+      {"deflate", no_argument, NULL, O_DEFLATE},
+      {"deflate-threshold", required_argument, NULL, O_DEFLATE_THRESHOLD},
+      {"deflate-level", required_argument, NULL, O_DEFLATE_LEVEL},
+      {"deflate-cache", required_argument, NULL, O_DEFLATE_CACHE},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -2026,6 +2490,9 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   o->connect_timeout = 120;
   o->poll_interval_ms = 1000;
   o->poll_wait = 25;
+  o->deflate_threshold = 64;
+  o->deflate_level = 6;
+  o->deflate_cache = 65536;
   bool have_url = false;
   bool senders_set = false;
   int ch;
@@ -2118,6 +2585,18 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     case O_POLL_WAIT:
       ok = opt_u32(a, 1, 30, &o->poll_wait);
       break;
+    case O_DEFLATE:
+      o->deflate = true;
+      break;
+    case O_DEFLATE_THRESHOLD:
+      ok = opt_u32(a, 0, WSL_MAX_MESSAGE, &o->deflate_threshold);
+      break;
+    case O_DEFLATE_LEVEL:
+      ok = opt_u32(a, 1, 9, &o->deflate_level);
+      break;
+    case O_DEFLATE_CACHE:
+      ok = opt_u32(a, 0, 1u << 20, &o->deflate_cache);
+      break;
     case O_MESSAGES: {
       double v;
       ok = opt_num(a, 0, 4e9, &v) && v == (double)(uint64_t)v;
@@ -2174,6 +2653,10 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   if (o->transport != WSL_TR_WS) {
     if (o->handshake_only) {
       fputs("wsload: --handshake-only is for --transport ws\n", stderr);
+      return -1;
+    }
+    if (o->deflate) {
+      fputs("wsload: --deflate is for --transport ws\n", stderr);
       return -1;
     }
     if (o->format_set && o->format == WSL_FMT_RAW) {
@@ -2238,7 +2721,14 @@ static void print_result(wsl_ctx_t *ctx) {
          " protocol_errors=%" PRIu64 " http_errors=%" PRIu64 " closed=%" PRIu64
          " errors=%" PRIu64 " frames_in=%" PRIu64 " receipts=%" PRIu64
          " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " requests=%" PRIu64
-         " reconnects=%" PRIu64 " duration_s=%.3f elapsed_s=%.3f\n",
+         " reconnects=%" PRIu64 " duration_s=%.3f elapsed_s=%.3f"
+         " deflate=%s deflate_conns=%" PRIu64 " msgs_in_compressed=%" PRIu64
+         " msgs_in_plain=%" PRIu64 " inflates=%" PRIu64
+         " inflate_cache_hits=%" PRIu64 " msg_wire_bytes_in=%" PRIu64
+         " msg_payload_bytes_in=%" PRIu64 " delivered_wire_bytes=%" PRIu64
+         " delivered_payload_bytes=%" PRIu64 " msgs_out_compressed=%" PRIu64
+         " msgs_out_plain=%" PRIu64 " msg_wire_bytes_out=%" PRIu64
+         " msg_payload_bytes_out=%" PRIu64 "\n",
          mode, transports[o->transport], o->connections, ctx->connected,
          o->senders, o->rate, o->window, fmts[o->format], o->payload, ctx->sent,
          ctx->expected, ctx->delivered,
@@ -2255,7 +2745,11 @@ static void print_result(wsl_ctx_t *ctx) {
          ctx->handshake_errors, ctx->protocol_errors, ctx->http_errors,
          ctx->closed_unexpected, errors, ctx->frames_in, ctx->receipts,
          ctx->bytes_in, ctx->bytes_out, ctx->requests, ctx->reconnects, send_s,
-         (double)(ctx->t_end - ctx->t_begin) / 1e9);
+         (double)(ctx->t_end - ctx->t_begin) / 1e9, o->deflate ? "on" : "off",
+         ctx->pmd_conns, ctx->msgs_in_compressed, ctx->msgs_in_plain,
+         ctx->inflates, ctx->icache_hits, ctx->msg_wire_in, ctx->msg_payload_in, ctx->delivered_wire,
+         ctx->delivered_payload, ctx->msgs_out_compressed, ctx->msgs_out_plain,
+         ctx->msg_wire_out, ctx->msg_payload_out);
   fflush(stdout);
 }
 
@@ -2317,6 +2811,11 @@ static int ctx_init(wsl_ctx_t *ctx) {
     if (!ctx->ids)
       wsl_die_oom();
   }
+  if (o->deflate && o->deflate_cache > 0) {
+    ctx->icache = calloc(o->deflate_cache, sizeof *ctx->icache);
+    if (!ctx->icache)
+      wsl_die_oom();
+  }
   uint64_t track = (uint64_t)ctx->opt.connections * ctx->opt.senders;
   if (track > 0 && track <= WSL_MAX_SEQ_TRACK) {
     ctx->last_seq = calloc(track, sizeof *ctx->last_seq);
@@ -2357,7 +2856,22 @@ static void ctx_free(wsl_ctx_t *ctx) {
     buf_free(&c->in);
     buf_free(&c->msg);
     buf_free(&c->out);
+    pmd_inflater_free(&c->zin);
   }
+  pmd_inflater_free(&ctx->zinf);
+  for (size_t i = 0; i < sizeof ctx->zdef / sizeof ctx->zdef[0]; i++) {
+    if (ctx->zdef[i]) {
+      deflateEnd(ctx->zdef[i]);
+      free(ctx->zdef[i]);
+    }
+  }
+  buf_free(&ctx->ibuf);
+  buf_free(&ctx->zbuf);
+  for (uint32_t i = 0; ctx->icache && i < ctx->opt.deflate_cache; i++) {
+    buf_free(&ctx->icache[i].z);
+    buf_free(&ctx->icache[i].out);
+  }
+  free(ctx->icache);
   free(ctx->conns);
   free(ctx->heap);
   free(ctx->senders);
