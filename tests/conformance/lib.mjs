@@ -38,6 +38,10 @@ export function describeFrame(f) {
     }
     return `close(${p.length ? hex(p) : 'empty'})${flags}`;
   }
+  if (f.compressed) {
+    const inner = f.data ? `inflated ${showPayload(f.data)}` : 'does not inflate';
+    return `${opName(f.opcode)}(${inner}; ${f.payload.length} bytes on the wire)${flags}`;
+  }
   return `${opName(f.opcode)}(${showPayload(f.payload)})${flags}`;
 }
 
@@ -54,8 +58,11 @@ export function describeFrames(frames) {
 
 // ---- expected-frame constructors --------------------------------------------
 
-export const text = (payload) => ({ opcode: OP.TEXT, payload: toBuf(payload) });
-export const binary = (payload) => ({ opcode: OP.BINARY, payload: toBuf(payload) });
+// Data messages match the message as the application sees it (inflated when
+// it came compressed). `compressed`: true = must have come with RSV1
+// (permessage-deflate), false = must have come plain, undefined = either.
+export const text = (payload, { compressed } = {}) => ({ opcode: OP.TEXT, payload: toBuf(payload), compressed });
+export const binary = (payload, { compressed } = {}) => ({ opcode: OP.BINARY, payload: toBuf(payload), compressed });
 export const pong = (payload) => ({ opcode: OP.PONG, payload: toBuf(payload) });
 export const ping = (payload) => ({ opcode: OP.PING, payload: toBuf(payload) });
 /**
@@ -72,7 +79,8 @@ function describeExpected(e) {
     if (e.reason) return `close(${e.code} reason ${JSON.stringify(e.reason)})`;
     return `close(${e.code}${e.exact ? '' : ' + any reason'})`;
   }
-  return `${opName(e.opcode)}(${showPayload(e.payload)})`;
+  const z = e.compressed === true ? ' compressed' : e.compressed === false ? ' plain' : '';
+  return `${opName(e.opcode)}(${showPayload(e.payload)})${z}`;
 }
 
 function describeExpectedList(list) {
@@ -82,12 +90,18 @@ function describeExpectedList(list) {
 }
 
 function frameMatches(f, e) {
-  if (!f || f.opcode !== e.opcode || !f.fin || f.rsv || f.masked) return false;
+  if (!f || f.opcode !== e.opcode || !f.fin || f.masked) return false;
+  // RSV1 only as the client validated it: a compressed data message of a deflate session
+  if (f.rsv && !(f.rsv === 4 && f.compressed)) return false;
   if (e.opcode === OP.CLOSE) {
     if (e.code === undefined) return f.payload.length === 0;
     if (f.payload.length < 2 || f.payload.readUInt16BE(0) !== e.code) return false;
     if (!e.exact) return true;
     return f.payload.subarray(2).equals(Buffer.from(e.reason ?? '', 'utf8'));
+  }
+  if (e.opcode === OP.TEXT || e.opcode === OP.BINARY) {
+    if (e.compressed !== undefined && Boolean(f.compressed) !== e.compressed) return false;
+    return Boolean(f.data) && f.data.equals(e.payload);
   }
   return f.payload.equals(e.payload);
 }

@@ -2,6 +2,7 @@
 // run.mjs — runs the WebSocket conformance cases against `wshub --echo`.
 //
 //   node tests/conformance/run.mjs --bin build/wshub [--cases 1,2,6.4] [--jobs N] [--verbose]
+//                                  [--full | --messages N]
 //
 // Why it exists: the real Autobahn TestSuite cannot run in CI here, so this
 // runner plays its part. It starts the server itself on a free loopback port
@@ -31,18 +32,39 @@ export const SERVERS = {
   max1024: ['--max-message', '1024'],
   closeTimeout: ['--close-timeout', '0.5'],
   keepalive: ['--ping-interval', '0.3'],
+  // permessage-deflate (categories 12-14)
+  max64k: ['--max-message', '65536'],
+  deflateOff: ['--deflate', 'off'],
+  clientWindow10: ['--deflate-client-window', '10'],
+  clientWindow15: ['--deflate-client-window', '15'],
+  threshold1000: ['--deflate-threshold', '1000'],
+  level1: ['--deflate-level', '1'],
 };
+
+/** What a server started with `extra` does with permessage-deflate (for the client's checks). */
+export function deflateModel(extra) {
+  const m = { deflate: true, clientWindow: 0, threshold: 64 };
+  for (let i = 0; i + 1 < extra.length; i++) {
+    if (extra[i] === '--deflate') m.deflate = extra[i + 1] !== 'off';
+    else if (extra[i] === '--deflate-client-window') m.clientWindow = Number(extra[i + 1]);
+    else if (extra[i] === '--deflate-threshold') m.threshold = Number(extra[i + 1]);
+  }
+  return m;
+}
+
+/** Messages per case in 12.x / 13.x: a CI-sized sample, or Autobahn's 1000 with --full. */
+const CI_MESSAGES = 50;
 
 const SANITIZER_RE = /(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|ThreadSanitizer|runtime error:)/;
 
 function usage(msg) {
   if (msg) process.stderr.write(`run.mjs: ${msg}\n`);
-  process.stderr.write('usage: node tests/conformance/run.mjs --bin <wshub> [--cases 1,2,6.4] [--jobs N] [--verbose]\n');
+  process.stderr.write('usage: node tests/conformance/run.mjs --bin <wshub> [--cases 1,2,6.4] [--jobs N] [--verbose] [--full | --messages N]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const o = { bin: null, cases: null, jobs: 1, verbose: false };
+  const o = { bin: null, cases: null, jobs: 1, verbose: false, messages: CI_MESSAGES };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -53,6 +75,11 @@ function parseArgs(argv) {
     else if (a === '--cases') o.cases = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a === '--jobs') o.jobs = Math.max(1, Number.parseInt(val(), 10) || 1);
     else if (a === '--verbose' || a === '-v') o.verbose = true;
+    else if (a === '--full') o.messages = 1000;
+    else if (a === '--messages') {
+      o.messages = Number.parseInt(val(), 10);
+      if (!(o.messages >= 1)) usage('--messages needs a positive count');
+    }
     else if (a === '--help' || a === '-h') usage();
     else usage(`unknown argument ${a}`);
   }
@@ -100,6 +127,7 @@ class ServerProc {
   constructor(name, bin, extra, verbose) {
     this.name = name;
     this.bin = bin;
+    this.model = deflateModel(extra);
     this.args = ['--echo', '--host', '127.0.0.1', '--port', '0', ...extra];
     this.verbose = verbose;
     this.tail = [];
@@ -209,8 +237,12 @@ async function runCase(kase, getServer, opts) {
   const t = {
     server,
     port: server.port,
+    // messages per case for the 12.x / 13.x echo loops (--full: 1000, as Autobahn)
+    messages: opts.messages,
     async connect(o = {}) {
-      const c = await WsClient.connect({ port: server.port, ...o });
+      const port = o.port ?? server.port;
+      const target = [server, ...privates].find((s) => s.port === port);
+      const c = await WsClient.connect({ port, server: target ? target.model : undefined, ...o });
       clients.push(c);
       return c;
     },
@@ -221,7 +253,7 @@ async function runCase(kase, getServer, opts) {
       return s.start();
     },
   };
-  const limit = kase.timeoutMs ?? 30000;
+  const limit = (typeof kase.timeoutMs === 'function' ? kase.timeoutMs(opts) : kase.timeoutMs) ?? 30000;
   let timer;
   let error = null;
   try {

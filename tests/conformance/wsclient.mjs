@@ -5,16 +5,32 @@
 // opcodes, unmasked frames, oversized control frames, bogus lengths, frames
 // cut into arbitrary TCP writes) and must see exactly what the server sends
 // back, frame by frame, including how the TCP connection ends (FIN vs RST).
-// It uses only node:net and node:crypto.
+// It uses only node:net, node:crypto and node:zlib (through pmd.mjs).
+//
+// permessage-deflate (RFC 7692): a client may offer extensions (option
+// `extensions`, one Sec-WebSocket-Extensions line per string). The answer is
+// checked strictly: against RFC 7692 (only parameters the offer allows,
+// values in range) and, unless `server: null`, against exactly what wshub's
+// contract says it answers (`wshubAnswer` in pmd.mjs), given the server's
+// options (`server: { deflate, clientWindow, threshold }`, filled in by the
+// runner). When deflate is negotiated, server messages with RSV1 are
+// inflated (a fresh inflater per message when the server declared
+// server_no_context_takeover, so a message that leans on an earlier one does
+// not inflate; the declared window checked exactly when it is below 15), and
+// `sendCompressed` / `compressMessage` send compressed messages, with or
+// without context takeover.
 //
 // Ownership: a WsClient owns its socket. Every received frame is kept in
-// `frames` (in arrival order, payloads as Buffers); every way in which the
-// server's byte stream breaks RFC 6455 (for a connection on which no
-// extension was negotiated) is recorded as a string in `violations`, which
-// the runner checks after every case.
+// `frames` (in arrival order, payloads as Buffers; the last frame of a data
+// message also gets `data`, the message as the application sees it, inflated
+// if it was compressed, and `compressed`); every way in which the server's
+// byte stream breaks RFC 6455 / RFC 7692 (or wshub's deflate contract) is
+// recorded as a string in `violations`, which the runner checks after every
+// case.
 
 import net from 'node:net';
 import crypto from 'node:crypto';
+import { wshubAnswer, checkResponse, deflateMessage, inflateMessage, inflateRawJs, TRAILER } from './pmd.mjs';
 
 export const OP = Object.freeze({
   CONT: 0x0,
@@ -174,10 +190,33 @@ export function closePayload(code, reason) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** wshub's deflate defaults, as the runner describes a server started without deflate options. */
+export const DEFAULT_SERVER = Object.freeze({ deflate: true, clientWindow: 0, threshold: 64 });
+
+function keepTail(buf, n) {
+  return buf.length > n ? Buffer.from(buf.subarray(buf.length - n)) : buf;
+}
+
+/**
+ * One message's frames: `payload` cut into frames of `size` bytes (0 or
+ * >= length: one frame), `rsv` on the first frame only (4 = RSV1).
+ */
+export function frameMessage(opcode, payload, size, rsv = 0) {
+  const b = toBuf(payload);
+  if (!size || size >= b.length) return buildFrame({ opcode, payload: b, rsv });
+  const out = [];
+  for (let off = 0; off < b.length; off += size) {
+    const end = Math.min(off + size, b.length);
+    out.push(buildFrame({ opcode: off === 0 ? opcode : OP.CONT, fin: end === b.length, rsv: off === 0 ? rsv : 0, payload: b.subarray(off, end) }));
+  }
+  return Buffer.concat(out);
+}
+
 export class WsClient {
   constructor(socket, opts = {}) {
     this.socket = socket;
-    this.frames = []; // {fin, rsv, opcode, masked, payload}
+    this.frames = []; // {fin, rsv, opcode, masked, payload} (+ data, compressed on a message's last frame)
+    this.frameCount = 0; // frames received, including those dropped by forgetFrames()
     this.violations = [];
     this.tcp = 'open'; // 'open' | 'fin' | 'reset' | 'error'
     this.tcpError = null;
@@ -193,11 +232,25 @@ export class WsClient {
     this._fragOpcode = null; // opcode of a fragmented server message in progress
     this._fragParts = [];
     this._handshakeDone = false;
+    // permessage-deflate: negotiated parameters (null = not negotiated), the
+    // server's options as the runner knows them, and the windows kept when
+    // context takeover is in use.
+    this.pmd = null;
+    this.extensionsAnswer = null; // the Sec-WebSocket-Extensions values of the 101
+    this.serverModel = opts.server === undefined ? DEFAULT_SERVER : opts.server;
+    this._fragCompressed = false;
+    this._rxHistory = Buffer.alloc(0);
+    this._txHistory = Buffer.alloc(0);
+    this.compressedReceived = 0;
   }
 
   /**
    * Connect and perform the opening handshake. Resolves to a WsClient.
-   * opts: host, port, path, timeoutMs, autoPong, autoCloseReply, headers (extra request lines)
+   * opts: host, port, path, timeoutMs, autoPong, autoCloseReply, headers (extra request lines),
+   *   extensions       string | string[]: Sec-WebSocket-Extensions value(s), one header line each
+   *   server           the server's deflate options { deflate, clientWindow, threshold } (default:
+   *                    wshub's defaults), or null to check the answer against RFC 7692 only
+   *   expectExtensions the exact Sec-WebSocket-Extensions value the 101 must carry, or null for none
    */
   static connect(opts) {
     const { host = '127.0.0.1', port, path = '/', timeoutMs = 5000 } = opts;
@@ -226,7 +279,7 @@ export class WsClient {
           if (head.length > 16384) done(new Error('handshake response headers too large'));
           return;
         }
-        const err = c._checkHandshake(head.subarray(0, end).toString('latin1'), key);
+        const err = c._checkHandshake(head.subarray(0, end).toString('latin1'), key, offers, opts);
         if (err) return done(new Error(err));
         c._handshakeDone = true;
         c._onHandshakeData = null;
@@ -235,6 +288,11 @@ export class WsClient {
         if (rest.length) c._onData(rest);
       };
       c._onHandshakeFail = (why) => done(new Error(`connection ${why} during handshake`));
+      const extLines = [opts.extensions ?? []].flat().map((v) => `Sec-WebSocket-Extensions: ${v}`);
+      const extra = [...extLines, ...(opts.headers ?? [])];
+      const offers = extra
+        .filter((l) => /^sec-websocket-extensions\s*:/i.test(l))
+        .map((l) => l.slice(l.indexOf(':') + 1).trim());
       socket.once('connect', () => {
         const lines = [
           `GET ${path} HTTP/1.1`,
@@ -243,7 +301,7 @@ export class WsClient {
           'Connection: Upgrade',
           `Sec-WebSocket-Key: ${key}`,
           'Sec-WebSocket-Version: 13',
-          ...(opts.headers ?? []),
+          ...extra,
           '',
           '',
         ];
@@ -252,17 +310,19 @@ export class WsClient {
     });
   }
 
-  _checkHandshake(text, key) {
+  _checkHandshake(text, key, offers, opts) {
     const lines = text.split('\r\n');
     const status = lines.shift();
     if (!/^HTTP\/1\.1 101( |$)/.test(status)) return `handshake: expected HTTP/1.1 101, got "${status}"`;
     const h = new Map();
+    const ext = [];
     for (const l of lines) {
       const i = l.indexOf(':');
       if (i <= 0) return `handshake: malformed header line "${l}"`;
       const name = l.slice(0, i).trim().toLowerCase();
       const v = l.slice(i + 1).trim();
       h.set(name, h.has(name) ? `${h.get(name)}, ${v}` : v);
+      if (name === 'sec-websocket-extensions') ext.push(v);
     }
     if ((h.get('upgrade') ?? '').toLowerCase() !== 'websocket')
       return `handshake: expected "Upgrade: websocket", got "${h.get('upgrade')}"`;
@@ -271,10 +331,32 @@ export class WsClient {
     const want = acceptFor(key);
     if (h.get('sec-websocket-accept') !== want)
       return `handshake: expected Sec-WebSocket-Accept ${want}, got ${h.get('sec-websocket-accept')}`;
-    if (h.has('sec-websocket-extensions'))
-      return `handshake: no extension was offered, got Sec-WebSocket-Extensions: ${h.get('sec-websocket-extensions')}`;
     if (h.has('sec-websocket-protocol'))
       return `handshake: no subprotocol was offered, got Sec-WebSocket-Protocol: ${h.get('sec-websocket-protocol')}`;
+    this.extensionsAnswer = ext;
+    const shown = ext.length ? ext.map((v) => `"Sec-WebSocket-Extensions: ${v}"`).join(' + ') : 'no Sec-WebSocket-Extensions';
+    if (offers.length === 0) {
+      if (ext.length) return `handshake: no extension was offered, got Sec-WebSocket-Extensions: ${h.get('sec-websocket-extensions')}`;
+      return null;
+    }
+    const offered = offers.map((v) => JSON.stringify(v)).join(' + ');
+    if (this.serverModel) {
+      const m = wshubAnswer(offers, this.serverModel);
+      if (m.status !== 101) return `handshake: the offer ${offered} is malformed: expected HTTP/1.1 400, got "${status}"`;
+      if (m.response === null && ext.length) return `handshake: offer ${offered} has nothing wshub may accept: expected no Sec-WebSocket-Extensions, got ${shown}`;
+      if (m.response !== null && (ext.length !== 1 || ext[0] !== m.response))
+        return `handshake: offer ${offered}: expected "Sec-WebSocket-Extensions: ${m.response}", got ${shown}`;
+    }
+    if (opts.expectExtensions !== undefined) {
+      const e = opts.expectExtensions;
+      if (e === null ? ext.length !== 0 : ext.length !== 1 || ext[0] !== e)
+        return `handshake: offer ${offered}: expected ${e === null ? 'no Sec-WebSocket-Extensions' : `"Sec-WebSocket-Extensions: ${e}"`}, got ${shown}`;
+    }
+    if (ext.length) {
+      const r = checkResponse(offers, ext);
+      if (r.error) return `handshake: offer ${offered}: ${r.error}`;
+      this.pmd = r.params;
+    }
     return null;
   }
 
@@ -416,12 +498,18 @@ export class WsClient {
   }
 
   _onFrame(f) {
-    const idx = this.frames.length;
+    const idx = this.frameCount++;
     const where = `server frame #${idx + 1} (${opName(f.opcode)})`;
+    const op = f.opcode;
     if (this.closeFrame) this._violate(`${where} received after the server's close frame`);
     if (f.masked) this._violate(`${where} is masked`);
-    if (f.rsv) this._violate(`${where} has RSV bits ${f.rsv.toString(2).padStart(3, '0')} set`);
-    const op = f.opcode;
+    if (!this.pmd) {
+      if (f.rsv) this._violate(`${where} has RSV bits ${f.rsv.toString(2).padStart(3, '0')} set`);
+    } else {
+      if (f.rsv & 3) this._violate(`${where} has RSV bits ${f.rsv.toString(2).padStart(3, '0')} set (only RSV1 belongs to permessage-deflate)`);
+      if (f.rsv & 4 && op !== OP.TEXT && op !== OP.BINARY)
+        this._violate(`${where} has RSV1 set (permessage-deflate allows it only on the first frame of a data message)`);
+    }
     if ((op >= 3 && op <= 7) || op >= 0xb) this._violate(`${where} uses reserved opcode ${op}`);
     if (isControl(op)) {
       if (!f.fin) this._violate(`${where} is a fragmented control frame`);
@@ -432,17 +520,19 @@ export class WsClient {
       else {
         this._fragParts.push(f.payload);
         if (f.fin) {
-          this._checkMessage(this._fragOpcode, Buffer.concat(this._fragParts), where);
+          this._finishMessage(f, this._fragOpcode, this._fragParts, this._fragCompressed, where);
           this._fragOpcode = null;
           this._fragParts = [];
         }
       }
     } else if (op === OP.TEXT || op === OP.BINARY) {
       if (this._fragOpcode !== null) this._violate(`${where} starts a message inside a fragmented one`);
-      if (f.fin) this._checkMessage(op, f.payload, where);
+      const compressed = this.pmd !== null && (f.rsv & 4) !== 0;
+      if (f.fin) this._finishMessage(f, op, [f.payload], compressed, where);
       else {
         this._fragOpcode = op;
         this._fragParts = [f.payload];
+        this._fragCompressed = compressed;
       }
     } else if (op === OP.CLOSE) {
       const p = f.payload;
@@ -464,6 +554,69 @@ export class WsClient {
     } else if (op === OP.PING && this.autoPong && !this.sentClose && !this.closeFrame) {
       this.sendFrameNow({ opcode: OP.PONG, payload: f.payload });
     }
+  }
+
+  /** A complete data message: inflate it if compressed, check it, attach it to its last frame. */
+  _finishMessage(f, op, parts, compressed, where) {
+    const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    f.compressed = compressed;
+    f.data = raw;
+    if (compressed) {
+      const data = this._inflate(raw, where);
+      if (data === null) {
+        f.data = null; // did not inflate: matches nothing
+        return;
+      }
+      f.data = data;
+      this.compressedReceived++;
+    }
+    this._checkMessage(op, f.data, where);
+  }
+
+  _inflate(payload, where) {
+    const p = this.pmd;
+    const w = p.serverMaxWindowBits;
+    const model = this.serverModel;
+    if (payload.length >= 4 && payload.subarray(payload.length - 4).equals(TRAILER))
+      this._violate(`${where}: compressed payload still ends with 00 00 ff ff (the flush trailer must be removed, RFC 7692 7.2.1)`);
+    // Fresh inflater for each message when the server declared
+    // server_no_context_takeover: a message that refers back into an earlier
+    // one then fails to inflate ("invalid distance too far back").
+    const dictionary = p.serverNoContextTakeover ? undefined : this._rxHistory;
+    let r;
+    try {
+      r = inflateMessage(payload, { windowBits: w, dictionary });
+    } catch (err) {
+      const ctx = p.serverNoContextTakeover ? ' with a fresh inflater (server_no_context_takeover)' : '';
+      this._violate(`${where}: compressed message (${payload.length} bytes ${payload.subarray(0, 16).toString('hex')}…) does not inflate${ctx}: ${err.message}`);
+      return null;
+    }
+    if (r.consumed !== r.total)
+      this._violate(`${where}: compressed message contains a final (BFINAL) block ${r.total - 4 - r.consumed > 0 ? 'followed by more data' : ''} (wshub flushes with Z_SYNC_FLUSH)`);
+    if (w < 15 || this.compressedReceived < 8) {
+      // Decode again with the suite's own decoder: zlib does not hold a raw
+      // stream to its window (so every distance is looked at), nor does it
+      // complain when the data + 00 00 ff ff ends inside a block (RFC 7692
+      // 7.2.1: the payload must end with the start of an empty stored block).
+      // Always with a window below 15, else for the first 8 of a connection.
+      try {
+        const j = inflateRawJs(Buffer.concat([payload, TRAILER]), { history: dictionary });
+        if (!j.data.equals(r.data)) this._violate(`${where}: the suite's own decoder and zlib disagree on this message`);
+        if (j.maxDist > 1 << w)
+          this._violate(`${where}: compressed message refers ${j.maxDist} bytes back, beyond the negotiated server_max_window_bits=${w} (${1 << w} bytes)`);
+      } catch (err) {
+        this._violate(`${where}: compressed message + 00 00 ff ff is not a complete DEFLATE stream up to a block boundary (RFC 7692 7.2.1): ${err.message}`);
+      }
+    }
+    if (model) {
+      const threshold = model.threshold ?? 64;
+      if (r.data.length < threshold)
+        this._violate(`${where}: a ${r.data.length}-byte message (below the ${threshold}-byte threshold) was compressed`);
+      if (payload.length >= r.data.length)
+        this._violate(`${where}: compressed payload (${payload.length} bytes) is not smaller than the message (${r.data.length} bytes); it must be sent plain`);
+    }
+    if (!p.serverNoContextTakeover) this._rxHistory = keepTail(Buffer.concat([this._rxHistory, r.data]), 1 << w);
+    return r.data;
   }
 
   _checkMessage(op, payload, where) {
@@ -538,6 +691,48 @@ export class WsClient {
     return this.sendFrame({ opcode: OP.CLOSE, payload: closePayload(code, reason), ...opts });
   }
 
+  /**
+   * Compress one message for sending (RFC 7692 7.2.1), with the negotiated
+   * client window. opts:
+   *   takeover   keep the compression context from earlier messages
+   *              (default: whatever the server allowed; true forces it, the
+   *              way a broken client would)
+   *   level, flush, keepTrailer, windowBits: see deflateMessage in pmd.mjs
+   * With takeover, the data joins the window the server is assumed to keep,
+   * so the result must then really be sent.
+   */
+  compressMessage(data, opts = {}) {
+    const b = toBuf(data);
+    const p = this.pmd ?? { clientNoContextTakeover: true, clientMaxWindowBits: 15 };
+    const takeover = opts.takeover ?? !p.clientNoContextTakeover;
+    const windowBits = opts.windowBits ?? p.clientMaxWindowBits;
+    const out = deflateMessage(b, {
+      windowBits,
+      level: opts.level,
+      flush: opts.flush,
+      keepTrailer: opts.keepTrailer,
+      dictionary: takeover ? this._txHistory : undefined,
+    });
+    if (takeover) this._txHistory = keepTail(Buffer.concat([this._txHistory, b]), 1 << Math.max(9, windowBits));
+    return out;
+  }
+
+  /**
+   * Frames of one compressed message: the compressed payload cut into
+   * frames of `fragment` bytes (0: one frame), RSV1 on the first only.
+   */
+  compressedFrames(opcode, data, opts = {}) {
+    const z = this.compressMessage(data, opts);
+    return frameMessage(opcode, z, opts.fragment ?? 0, 4);
+  }
+
+  /** Send one compressed message (see compressedFrames); `chunk`/`delayMs` as for sendFrame. */
+  sendCompressed(opcode, data, opts = {}) {
+    const bytes = this.compressedFrames(opcode, data, opts);
+    if (opts.chunk) return this.sendChunked(bytes, opts.chunk, opts.delayMs);
+    return this.send(bytes);
+  }
+
   // ---- waiting -------------------------------------------------------------
 
   _wake() {
@@ -599,6 +794,11 @@ export class WsClient {
     const tcp = this.tcp;
     await sleep(ms);
     return this.frames.length === before && this.tcp === tcp;
+  }
+
+  /** Drop the frames received so far (long echo loops that checked them already). */
+  forgetFrames() {
+    this.frames = [];
   }
 
   destroy() {
