@@ -14,6 +14,10 @@
 #               no window, WARMUP (2) + DURATION (10) s — bench.sh's fan-out
 #   saturation  SAT_CONNS (100) clients all sending, window 4, rate 0,
 #               WARMUP + DURATION s — bench.sh's saturation
+#   paced       SAT_CONNS clients all sending PACED_RATE (20000) msgs/s in
+#               all, no window: the same load with and without compression
+#               (saturation with compression is bound by wsload's inflating,
+#               so only a paced run compares the server's cost)
 #   memory      MEM_CONNS (10000) idle connections from SOURCE_IPS (4)
 #               addresses held HOLD_S (10) s: wshub's VmRSS before and at the
 #               end of the hold → KiB per idle connection
@@ -33,8 +37,9 @@
 # connection (memory rows).
 #
 # Environment: WSHUB_BIN, WSLOAD_BIN (defaults build/wshub, build/wsload),
-# MODES ("off on"), SCENARIOS ("fanout saturation memory"), DURATION (10),
-# WARMUP (2), FANOUT_CONNS (1000), SAT_CONNS (100), MEM_CONNS (10000),
+# MODES ("off on"), SCENARIOS ("fanout saturation paced memory"), DURATION (10),
+# WARMUP (2), FANOUT_CONNS (1000), SAT_CONNS (100), PACED_RATE (20000),
+# MEM_CONNS (10000),
 # HOLD_S (10), SOURCE_IPS (4), PAYLOAD (empty: the bare marker),
 # SERVER_CPU (0), CLIENT_CPU (1), RESULTS_DIR (a new /tmp/wshub-deflate.*).
 # Quick check (about 40 s):
@@ -50,7 +55,8 @@ root=$(cd "$here/../.." && pwd)
 WSHUB_BIN=${WSHUB_BIN:-$root/build/wshub}
 WSLOAD_BIN=${WSLOAD_BIN:-$root/build/wsload}
 MODES=${MODES:-off on}
-SCENARIOS=${SCENARIOS:-fanout saturation memory}
+SCENARIOS=${SCENARIOS:-fanout saturation paced memory}
+PACED_RATE=${PACED_RATE:-20000}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 FANOUT_CONNS=${FANOUT_CONNS:-1000}
@@ -69,7 +75,7 @@ LOG=$RESULTS_DIR/results.log
 LIB_NAME=deflate.sh
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-for v in DURATION WARMUP FANOUT_CONNS SAT_CONNS MEM_CONNS HOLD_S SOURCE_IPS; do
+for v in DURATION WARMUP FANOUT_CONNS SAT_CONNS MEM_CONNS HOLD_S SOURCE_IPS PACED_RATE; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
 done
 [[ -z $PAYLOAD || $PAYLOAD =~ ^[0-9]+$ ]] || die "PAYLOAD must be a whole number"
@@ -104,6 +110,8 @@ run() {
       --rate 1000 --window 0 --warmup "$WARMUP" --duration "$DURATION" --drain 5 "${pad[@]}") ;;
     saturation) load=($((DURATION + WARMUP + 60)) --connections "$SAT_CONNS" --senders "$SAT_CONNS"
       --rate 0 --window 4 --warmup "$WARMUP" --duration "$DURATION" --drain 5 "${pad[@]}") ;;
+    paced) load=($((DURATION + WARMUP + 60)) --connections "$SAT_CONNS" --senders "$SAT_CONNS"
+      --rate "$PACED_RATE" --window 0 --warmup "$WARMUP" --duration "$DURATION" --drain 5 "${pad[@]}") ;;
     memory) load=($((HOLD_S + 180)) --connections "$MEM_CONNS" --hold "$HOLD_S" --concurrency 512) ;;
     *) die "unknown scenario $sc" ;;
   esac
@@ -192,7 +200,7 @@ or_dash() { echo "${1:-–}"; }
   echo "Host: $(uname -srm), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) CPUs;" \
     "$("$WSHUB_BIN" --version 2>&1 | head -n1) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))."
   echo "wshub pinned to CPU $SERVER_CPU (\`--threads 1 --msg-rate 0 --max-per-ip 0 --deflate off|on\`), wsload to CPU $CLIENT_CPU; a fresh wshub per run; whole run $runtime s."
-  echo "Fan-out: $FANOUT_CONNS clients, 10 senders, 1000 msgs/s in all, no window; saturation: $SAT_CONNS clients all sending, window 4; both ${DURATION} s after ${WARMUP} s warmup."
+  echo "Fan-out: $FANOUT_CONNS clients, 10 senders, 1000 msgs/s in all, no window; saturation: $SAT_CONNS clients all sending, window 4; paced: the same clients, $PACED_RATE msgs/s in all; each ${DURATION} s after ${WARMUP} s warmup."
   echo "Memory: $MEM_CONNS idle connections from $SOURCE_IPS addresses held ${HOLD_S} s. Messages: ${PAYLOAD:-the bare marker (about 40 bytes)}${PAYLOAD:+ bytes of text}, which wshub wraps in its chat JSON."
   echo
   echo "| run | deflate | delivered / expected | deliveries/s | p50 ms | p99 ms | wire B / delivery | payload B / delivery | server CPU µs / delivery | wsload CPU s | KiB / idle conn |"
