@@ -33,7 +33,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { isDeepStrictEqual } from 'node:util';
-import { Conn, WAIT_MS, makeTree, startServer, assertError } from './lib/server.mjs';
+import { Conn, WAIT_MS, makeTree, startServer, stopAndCheck, assertError } from './lib/server.mjs';
 import {
   OP, acceptFor, upgradeBytes, parseFrame, parseClose, clientFrame, closePayload,
 } from './lib/ws.mjs';
@@ -106,10 +106,7 @@ async function withChat(args, fn) {
   try {
     srv = await startServer(tree.pub, args);
     await fn(srv);
-    const r = await srv.stop(LONG_MS);
-    assert.equal(r.wasRunning, true, `the server was still running at the end\n${srv.tail()}`);
-    assert.equal(r.killed, false, `the server exited on SIGTERM\n${srv.tail()}`);
-    assert.equal(r.code, 0, `exit status 0 on SIGTERM\n${srv.tail()}`);
+    await stopAndCheck(srv, LONG_MS);
   } finally {
     if (srv && !srv.exit) await srv.stop(LONG_MS);
     await tree.cleanup();

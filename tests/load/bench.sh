@@ -56,17 +56,11 @@ HOLD_S=${HOLD_S:-10}
 SOURCE_IPS=${SOURCE_IPS:-4}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/wshub-bench.XXXXXX)}
-mkdir -p "$RESULTS_DIR"
-LOG=$RESULTS_DIR/results.log
-: >"$LOG"
-
 LIB_NAME=bench.sh
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-for v in DURATION WARMUP FANOUT_CONNS SAT_CONNS HS_CONNS MEM_CONNS BIG_CONNS HOLD_S SOURCE_IPS; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
-done
+lib_results bench
+require_whole DURATION WARMUP FANOUT_CONNS SAT_CONNS HS_CONNS MEM_CONNS BIG_CONNS HOLD_S SOURCE_IPS
 (( HOLD_S >= 4 )) || die "HOLD_S must be at least 4"
 [[ -x $WSHUB_BIN ]] || die "no wshub at $WSHUB_BIN (ninja -C build, or set WSHUB_BIN)"
 [[ -x $WSLOAD_BIN ]] || die "no wsload at $WSLOAD_BIN (ninja -C build, or set WSLOAD_BIN)"
@@ -143,16 +137,7 @@ wsload_args() {
 
 # record SERVER SCENARIO OUTFILE: keeps the RESULT line's keys.
 record() {
-  local line kv
-  line=$(grep -m1 '^RESULT ' "$3" || true)
-  if [[ -z $line ]]; then
-    NOTES+=("$1 $2: no RESULT line (see ${3%.out}.err)")
-    return 0
-  fi
-  echo "$1 $2 $line" >>"$LOG"
-  for kv in ${line#RESULT }; do
-    R[$1.$2.${kv%%=*}]=${kv#*=}
-  done
+  keep_result "$1.$2" "$3" || return 0
   R[$1.$2.bytes_per_frame]=$(awk -v b="${R[$1.$2.bytes_in]:-0}" -v f="${R[$1.$2.frames_in]:-0}" \
     'BEGIN { if (f > 0) printf "%.0f", b / f; else print "-" }')
   if [[ ${R[$1.$2.errors]:-0} != 0 ]]; then

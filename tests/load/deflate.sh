@@ -67,17 +67,11 @@ SOURCE_IPS=${SOURCE_IPS:-4}
 PAYLOAD=${PAYLOAD:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/wshub-deflate.XXXXXX)}
-mkdir -p "$RESULTS_DIR"
-LOG=$RESULTS_DIR/results.log
-: >"$LOG"
-
 LIB_NAME=deflate.sh
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-for v in DURATION WARMUP FANOUT_CONNS SAT_CONNS MEM_CONNS HOLD_S SOURCE_IPS PACED_RATE; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
-done
+lib_results deflate
+require_whole DURATION WARMUP FANOUT_CONNS SAT_CONNS MEM_CONNS HOLD_S SOURCE_IPS PACED_RATE
 [[ -z $PAYLOAD || $PAYLOAD =~ ^[0-9]+$ ]] || die "PAYLOAD must be a whole number"
 (( HOLD_S >= 4 )) || die "HOLD_S must be at least 4"
 (( FANOUT_CONNS >= 10 )) || die "FANOUT_CONNS must be at least 10 (10 senders)"
@@ -148,16 +142,7 @@ run() {
   if grep -Evq "$usual" "$base.server.log" 2>/dev/null; then
     NOTES+=("$sc $mode: server log lines besides start and stop: $(grep -Ev "$usual" "$base.server.log" | head -n 3 | tr '\n' ' ' | cut -c1-300)")
   fi
-  local line kv
-  line=$(grep -m1 '^RESULT ' "$base.out" || true)
-  if [[ -z $line ]]; then
-    NOTES+=("$sc $mode: no RESULT line (see $base.err)")
-    return 0
-  fi
-  echo "$sc $mode $line" >>"$LOG"
-  for kv in ${line#RESULT }; do
-    R[$sc.$mode.${kv%%=*}]=${kv#*=}
-  done
+  keep_result "$sc.$mode" "$base.out" || return 0
   R[$sc.$mode.server_cpu_s]=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
   R[$sc.$mode.client_cpu_s]=$(awk -v a="$k0" -v b="$k1" 'BEGIN { printf "%.2f", b - a }')
   if [[ $sc == memory ]]; then
@@ -235,17 +220,6 @@ or_dash() { echo "${1:-–}"; }
       echo "- $sc $mode: wsload sent $(v "$sc" "$mode" msgs_out_compressed) messages compressed and $(v "$sc" "$mode" msgs_out_plain) plain; received $(v "$sc" "$mode" msgs_in_compressed) compressed and $(v "$sc" "$mode" msgs_in_plain) plain (welcomes and warmup included); server CPU $(v "$sc" "$mode" server_cpu_s) s; $(v "$sc" "$mode" deflate_conns) of $(v "$sc" "$mode" connected) connections negotiated deflate"
     done
   done
-  if ((${#NOTES[@]})); then
-    echo
-    echo "Notes:"
-    for n in "${NOTES[@]}"; do echo "- $n"; done
-  fi
-  echo
-  echo "Commands (PORT: the port each fresh server picked):"
-  echo
-  echo '```sh'
-  echo "ulimit -n $(ulimit -n)"
-  for c in "${CMDS[@]}"; do echo "$c"; done
-  echo '```'
+  print_tail "ulimit -n $(ulimit -n)"
 } | tee "$RESULTS_DIR/deflate.md"
 echo "deflate.sh: results in $RESULTS_DIR" >&2

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034  # server_pid, port, server_cmd, KIDS: for the caller
+# shellcheck disable=SC2034  # server_pid, port, server_cmd, KIDS, LOG: for the caller
 # tests/load/lib.sh — what the load scripts (bench.sh, compare.sh,
 # transports.sh, deflate.sh) share; sourced, never run. Functions only: it
 # starts nothing by itself.
@@ -17,6 +17,58 @@ port=
 server_cmd=
 
 die() { echo "${LIB_NAME:-load}: $*" >&2; exit 2; }
+
+# lib_results NAME: RESULTS_DIR (a new /tmp/wshub-NAME.* unless set) made,
+# and LOG, its results.log, emptied.
+lib_results() {
+  RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d "/tmp/wshub-$1.XXXXXX")}
+  mkdir -p "$RESULTS_DIR"
+  LOG=$RESULTS_DIR/results.log
+  : >"$LOG"
+}
+
+# keep_result KEY FILE: the first RESULT line of wsload's output FILE goes
+# to LOG (prefixed with KEY) and its key=value pairs into the caller's
+# associative array R as R[KEY.key]; returns 1 (with a note in NOTES) when
+# there is none.
+keep_result() {
+  local line kv
+  line=$(grep -m1 '^RESULT ' "$2" || true)
+  if [[ -z $line ]]; then
+    NOTES+=("$1: no RESULT line (see ${2%.out}.err)")
+    return 1
+  fi
+  echo "$1 $line" >>"$LOG"
+  for kv in ${line#RESULT }; do
+    R[$1.${kv%%=*}]=${kv#*=}
+  done
+}
+
+# print_tail [LINE...]: the notes (NOTES), then the exact commands (CMDS),
+# after the extra LINEs, as markdown.
+print_tail() {
+  if ((${#NOTES[@]})); then
+    echo
+    echo "Notes:"
+    for n in "${NOTES[@]}"; do echo "- $n"; done
+  fi
+  echo
+  echo "Commands (PORT: the port each fresh server picked):"
+  echo
+  echo '```sh'
+  local l
+  for l in "$@"; do echo "$l"; done
+  for l in "${CMDS[@]}"; do echo "$l"; done
+  echo '```'
+}
+
+# require_whole VAR...: dies unless each variable holds a whole number.
+require_whole() {
+  local v
+  for v in "$@"; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
+  done
+}
 
 # As many descriptors as the hard limit allows (19000 connections need it).
 raise_nofile() { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }

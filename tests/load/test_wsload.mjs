@@ -165,28 +165,17 @@ function serverFrame(opcode, payload, fin = true, rsv = 0) {
 // wrapped in JSON. dropEvery: the n-th, 2n-th, ... message is not relayed.
 // fragment: each relayed message is sent as three fragments (10 bytes, the
 // middle, 5 bytes) with a ping between the first two.
-function startRelay({ dropEvery = 0, fragment = false } = {}) {
-  const stats = { received: 0, dropped: 0, relayed: 0, pings: 0, pongs: 0, badFrames: 0 };
-  const clients = new Set();
+// A fake WebSocket server on a free loopback port (node:net, byte-exact),
+// the skeleton of the relays below: it answers each upgrade (hooks.open
+// returns the extra 101 header lines, or null to refuse with 400), parses
+// the client's frames, answers pings and closes, counts pongs whose payload
+// is 'relay-ping', and hands every other frame to hooks.frame(sock, {op,
+// rsv, payload}). hooks.valid(frame) says whether a frame may come at all
+// (masked and FIN are always required): a bad one destroys the socket.
+// `clients` holds the upgraded sockets; its values are hooks.open's state.
+function startFakeWs(stats, hooks) {
+  const clients = new Map();
   const sockets = new Set();
-
-  function broadcast(text) {
-    const body = Buffer.from(JSON.stringify({ type: 'message', text }));
-    for (const c of clients) {
-      if (!fragment) {
-        c.write(serverFrame(0x1, body));
-        continue;
-      }
-      stats.pings++;
-      c.write(Buffer.concat([
-        serverFrame(0x1, body.subarray(0, 10), false),
-        serverFrame(0x9, Buffer.from('relay-ping')),
-        serverFrame(0x0, body.subarray(10, body.length - 5), false),
-      ]));
-      c.write(serverFrame(0x0, body.subarray(body.length - 5), true));
-    }
-  }
-
   const server = net.createServer((sock) => {
     sockets.add(sock);
     let buf = Buffer.alloc(0);
@@ -204,18 +193,22 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
         const head = buf.subarray(0, end).toString('latin1');
         buf = buf.subarray(end + 4);
         const key = /^sec-websocket-key:[ \t]*(\S+)[ \t]*$/im.exec(head);
-        if (!key) {
+        const opened = key ? hooks.open(sock, head) : null;
+        if (!opened) {
           sock.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
           return;
         }
         const accept = createHash('sha1').update(key[1] + GUID).digest('base64');
         sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
-          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n` +
+          opened.lines.map((l) => `${l}\r\n`).join('') + '\r\n');
         open = true;
-        clients.add(sock);
+        clients.set(sock, opened.state);
+        opened.ready?.();
       }
       while (buf.length >= 2) {
         const fin = (buf[0] & 0x80) !== 0;
+        const rsv = buf[0] & 0x70;
         const op = buf[0] & 0x0f;
         const masked = (buf[1] & 0x80) !== 0;
         let len = buf[1] & 0x7f;
@@ -229,7 +222,7 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
           len = Number(buf.readBigUInt64BE(2));
           off = 10;
         }
-        if (!masked || !fin) {
+        if (!masked || !fin || !hooks.valid({ op, rsv })) {
           stats.badFrames++;
           sock.destroy();
           return;
@@ -239,15 +232,7 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
         const payload = Buffer.from(buf.subarray(off + 4, off + 4 + len));
         for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
         buf = buf.subarray(off + 4 + len);
-        if (op === 0x1) {
-          stats.received++;
-          if (dropEvery && stats.received % dropEvery === 0) {
-            stats.dropped++;
-          } else {
-            stats.relayed++;
-            broadcast(payload.toString('utf8'));
-          }
-        } else if (op === 0x8) {
+        if (op === 0x8) {
           clients.delete(sock);
           sock.end(serverFrame(0x8, payload.subarray(0, 2)));
           return;
@@ -255,7 +240,7 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
           sock.write(serverFrame(0xa, payload));
         } else if (op === 0xa) {
           if (payload.toString() === 'relay-ping') stats.pongs++;
-        } else {
+        } else if (!hooks.frame(sock, { op, rsv, payload })) {
           stats.badFrames++;
         }
       }
@@ -266,12 +251,54 @@ function startRelay({ dropEvery = 0, fragment = false } = {}) {
       resolve({
         port: server.address().port,
         stats,
+        clients,
         close: () => new Promise((res) => {
           for (const s of sockets) s.destroy();
           server.close(() => res());
         }),
       });
     });
+  });
+}
+
+function startRelay({ dropEvery = 0, fragment = false } = {}) {
+  const stats = { received: 0, dropped: 0, relayed: 0, pings: 0, pongs: 0, badFrames: 0 };
+  let clients = null;
+
+  function broadcast(text) {
+    const body = Buffer.from(JSON.stringify({ type: 'message', text }));
+    for (const c of clients.keys()) {
+      if (!fragment) {
+        c.write(serverFrame(0x1, body));
+        continue;
+      }
+      stats.pings++;
+      c.write(Buffer.concat([
+        serverFrame(0x1, body.subarray(0, 10), false),
+        serverFrame(0x9, Buffer.from('relay-ping')),
+        serverFrame(0x0, body.subarray(10, body.length - 5), false),
+      ]));
+      c.write(serverFrame(0x0, body.subarray(body.length - 5), true));
+    }
+  }
+
+  return startFakeWs(stats, {
+    open: () => ({ lines: [], state: true }),
+    valid: () => true,
+    frame: (sock, { op, payload }) => {
+      if (op !== 0x1) return false;
+      stats.received++;
+      if (dropEvery && stats.received % dropEvery === 0) {
+        stats.dropped++;
+      } else {
+        stats.relayed++;
+        broadcast(payload.toString('utf8'));
+      }
+      return true;
+    },
+  }).then((srv) => {
+    clients = srv.clients;
+    return srv;
   });
 }
 
@@ -389,8 +416,7 @@ function storedBlocks(data, final = false) {
 function startDeflateRelay({ answer, mode = 'plain' }) {
   const stats = { offers: [], compressedIn: 0, plainIn: 0, compressedSizes: [],
     markerInCompressed: 0, pings: 0, pongs: 0, badFrames: 0 };
-  const clients = new Map(); // socket -> { prev: the last body sent, for `context` }
-  const sockets = new Set();
+  let clients = null; // socket -> { prev: the last body sent, for `context` }
   const PREFIX = '{"type":"message","text":"';
 
   function sendContext(sock, st, body) {
@@ -453,95 +479,37 @@ function startDeflateRelay({ answer, mode = 'plain' }) {
     }
   }
 
-  const server = net.createServer((sock) => {
-    sockets.add(sock);
-    let buf = Buffer.alloc(0);
-    let open = false;
-    sock.on('error', () => {});
-    sock.on('close', () => {
-      clients.delete(sock);
-      sockets.delete(sock);
-    });
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      if (!open) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.subarray(0, end).toString('latin1');
-        buf = buf.subarray(end + 4);
-        const key = /^sec-websocket-key:[ \t]*(\S+)[ \t]*$/im.exec(head);
-        const ext = [...head.matchAll(/^sec-websocket-extensions:[ \t]*(.*?)[ \t]*$/gim)];
-        stats.offers.push(ext.map((m) => m[1]).join(', ') || null);
-        const accept = createHash('sha1').update(key[1] + GUID).digest('base64');
-        const lines = answer === null ? [] : [].concat(answer);
-        sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
-          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n` +
-          lines.map((l) => `Sec-WebSocket-Extensions: ${l}\r\n`).join('') + '\r\n');
-        open = true;
-        const st = { prev: null };
-        clients.set(sock, st);
-        if (mode === 'context') sendContext(sock, st, PREFIX + 'welcome to the relay"}');
+  return startFakeWs(stats, {
+    open: (sock, head) => {
+      const ext = [...head.matchAll(/^sec-websocket-extensions:[ \t]*(.*?)[ \t]*$/gim)];
+      stats.offers.push(ext.map((m) => m[1]).join(', ') || null);
+      const st = { prev: null };
+      return {
+        lines: (answer === null ? [] : [].concat(answer)).map((l) => `Sec-WebSocket-Extensions: ${l}`),
+        state: st,
+        ready: () => {
+          if (mode === 'context') sendContext(sock, st, PREFIX + 'welcome to the relay"}');
+        },
+      };
+    },
+    // wsload never fragments, and RSV1 only on data messages.
+    valid: ({ op, rsv }) => !(rsv & 0x30) && !(rsv && op !== 0x1),
+    frame: (sock, { op, rsv, payload }) => {
+      if (op !== 0x1) return false;
+      if (rsv) {
+        stats.compressedIn++;
+        stats.compressedSizes.push(payload.length);
+        if (payload.includes('wsl:')) stats.markerInCompressed++;
+        for (const c of clients.keys()) c.write(serverFrame(0x1, payload, true, 0x40));
+      } else {
+        stats.plainIn++;
+        relayPlain(payload.toString('utf8'));
       }
-      while (buf.length >= 2) {
-        const fin = (buf[0] & 0x80) !== 0;
-        const rsv = buf[0] & 0x70;
-        const op = buf[0] & 0x0f;
-        const masked = (buf[1] & 0x80) !== 0;
-        let len = buf[1] & 0x7f;
-        let off = 2;
-        if (len === 126) {
-          if (buf.length < 4) return;
-          len = buf.readUInt16BE(2);
-          off = 4;
-        } else if (len === 127) {
-          if (buf.length < 10) return;
-          len = Number(buf.readBigUInt64BE(2));
-          off = 10;
-        }
-        // wsload never fragments, and RSV1 only on data messages.
-        if (!masked || !fin || (rsv & 0x30) || (rsv && op !== 0x1)) {
-          stats.badFrames++;
-          sock.destroy();
-          return;
-        }
-        if (buf.length < off + 4 + len) return;
-        const mask = buf.subarray(off, off + 4);
-        const payload = Buffer.from(buf.subarray(off + 4, off + 4 + len));
-        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-        buf = buf.subarray(off + 4 + len);
-        if (op === 0x1 && rsv) {
-          stats.compressedIn++;
-          stats.compressedSizes.push(payload.length);
-          if (payload.includes('wsl:')) stats.markerInCompressed++;
-          for (const c of clients.keys()) c.write(serverFrame(0x1, payload, true, 0x40));
-        } else if (op === 0x1) {
-          stats.plainIn++;
-          relayPlain(payload.toString('utf8'));
-        } else if (op === 0x8) {
-          clients.delete(sock);
-          sock.end(serverFrame(0x8, payload.subarray(0, 2)));
-          return;
-        } else if (op === 0x9) {
-          sock.write(serverFrame(0xa, payload));
-        } else if (op === 0xa) {
-          if (payload.toString() === 'relay-ping') stats.pongs++;
-        } else {
-          stats.badFrames++;
-        }
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      resolve({
-        port: server.address().port,
-        stats,
-        close: () => new Promise((res) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => res());
-        }),
-      });
-    });
+      return true;
+    },
+  }).then((srv) => {
+    clients = srv.clients;
+    return srv;
   });
 }
 

@@ -48,17 +48,11 @@ POLL_WAIT=${POLL_WAIT:-25}
 HISTORY=${HISTORY:-1000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/wshub-transports.XXXXXX)}
-mkdir -p "$RESULTS_DIR"
-LOG=$RESULTS_DIR/results.log
-: >"$LOG"
-
 LIB_NAME=transports.sh
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-for v in CONNS SENDERS RATE SAT_SENDERS SAT_WINDOW DURATION WARMUP POLL_INTERVAL POLL_WAIT HISTORY; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
-done
+lib_results transports
+require_whole CONNS SENDERS RATE SAT_SENDERS SAT_WINDOW DURATION WARMUP POLL_INTERVAL POLL_WAIT HISTORY
 (( SENDERS <= CONNS && SAT_SENDERS <= CONNS )) || die "more senders than receivers"
 [[ -x $WSHUB_BIN ]] || die "no wshub at $WSHUB_BIN (ninja -C build, or set WSHUB_BIN)"
 [[ -x $WSLOAD_BIN ]] || die "no wsload at $WSLOAD_BIN (ninja -C build, or set WSLOAD_BIN)"
@@ -198,16 +192,7 @@ per() { awk -v a="${1:-}" -v b="${2:-}" -v k="${3:-1}" -v fmt="${4:-%.0f}" \
   echo "wsload CPU likewise (one thread, on its own core: near the run's length means the client was the limit)."
   echo "Bytes / delivery: every byte wsload sent and received (HTTP heads, frames, polls, POSTs, welcomes)"
   echo "over the run, per message receipt (warmup included); requests / delivery likewise (0 for WebSocket)."
-  if ((${#NOTES[@]})); then
-    echo
-    echo "Notes:"
-    for n in "${NOTES[@]}"; do echo "- $n"; done
-  fi
-  echo
-  echo "Commands (PORT: the port each fresh server picked):"
-  echo
-  echo '```sh'
-  for c in "${CMDS[@]}"; do echo "$c"; done
-  echo '```'
+  # shellcheck disable=SC2119  # no extra lines
+  print_tail
 } | tee "$RESULTS_DIR/transports.md"
 echo "transports.sh: results in $RESULTS_DIR" >&2

@@ -173,6 +173,16 @@ const LISTEN_RE = /listening on http:\/\/[^\s]*:(\d+)/;
 
 // Starts wshub on 127.0.0.1:0 serving `pub` and resolves once its stderr
 // says where it listens; srv.port is the real port.
+// Stops srv (SIGTERM; SIGKILL after ms) and asserts that it was still
+// running, exited by itself and with status 0. Returns stop()'s result.
+export async function stopAndCheck(srv, ms = WAIT_MS) {
+  const r = await srv.stop(ms);
+  assert.equal(r.wasRunning, true, `the server was still running at the end\n${srv.tail()}`);
+  assert.equal(r.killed, false, `the server exited on SIGTERM\n${srv.tail()}`);
+  assert.equal(r.code, 0, `exit status 0 on SIGTERM\n${srv.tail()}`);
+  return r;
+}
+
 export async function startServer(pub, args = [], { asNobody = false } = {}) {
   const srv = spawnRaw(['--host', HOST, '--port', '0', '--public', pub, ...args], { asNobody });
   const port = await new Promise((resolve, reject) => {
