@@ -22,7 +22,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { BIN, makeTree, startServer, stopAndCheck, Conn, sleep, HOST, WAIT_MS } from './lib/server.mjs';
+import { BIN, BIN_IS_ASAN, makeTree, startServer, stopAndCheck, Conn, sleep, HOST, WAIT_MS } from './lib/server.mjs';
 import {
   upgradeBytes, assert101, clientFrame, closePayload, parseFrame, readFrame, parseClose, OP,
 } from './lib/ws.mjs';
@@ -62,14 +62,7 @@ function errorLines(stderr, { strict = false } = {}) {
   return stderr.split('\n').filter((l) => re.test(l) && !/^==\d+==/.test(l));
 }
 
-// Whether the binary under test is built with AddressSanitizer.
-const ASAN = (() => {
-  try {
-    return fs.readFileSync(BIN).includes('__asan_init');
-  } catch {
-    return false;
-  }
-})();
+const ASAN = BIN_IS_ASAN;
 
 // The server with --threads 1 and `args`; fn(srv) runs the test. Afterwards
 // the server must still be running and exit 0 on SIGTERM (stop() sends it,

@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -21,6 +22,16 @@ import { execFileSync } from 'node:child_process';
 
 export const BIN = process.env.WSHUB_BIN || '/work/main/build/wshub';
 export const HOST = '127.0.0.1';
+
+// Whether the binary under test is built with AddressSanitizer (whose
+// allocator keeps freed memory in quarantine, so RSS only grows).
+export const BIN_IS_ASAN = (() => {
+  try {
+    return readFileSync(BIN).includes('__asan_init');
+  } catch {
+    return false;
+  }
+})();
 
 // Generous bounds on waiting (never assertions of speed): a test that waits
 // longer than this for something that must happen fails instead of hanging.
