@@ -55,6 +55,10 @@ static inline void wshub_buf_share(wshub_buf_t *b) {
 }
 void wshub_buf_unref(wshub_buf_t *b);
 
+/* Alternative tags: 9..15 a frame compressed with that window (deflate.c),
+ * WSHUB_ALT_SSE a chat frame as a Server-Sent Event (chathttp.c). */
+enum { WSHUB_ALT_SSE = 32 };
+
 /* The alternative of b tagged `tag`, or NULL (borrowed). */
 wshub_buf_t *wshub_buf_alt(wshub_buf_t *b, uint8_t tag);
 /* Attaches alt (its reference passes to b) unless another thread attached

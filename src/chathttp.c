@@ -381,33 +381,50 @@ static void chathttp_begin_failed(wshub_chat_t *chat, wshub_http_t *h,
 
 /* ---- GET /events ---- */
 
+/* The frame as one `id:`/`event:`/`data:` event, made by the first stream
+ * that gets it and kept as the frame's alternative (buf.h) for every other
+ * one, as WebSocket members share the frame. NULL if out of memory, or an
+ * empty buffer if the frame is not a chat object (nothing to send). */
+static wshub_buf_t *chathttp_sse_event(wshub_buf_t *frame) {
+  wshub_buf_t *ev = wshub_buf_alt(frame, WSHUB_ALT_SSE);
+  if (ev != NULL)
+    return ev;
+  size_t len;
+  const char *p = chathttp_payload(frame, &len);
+  char type[32], head[96];
+  uint64_t id;
+  if (!chathttp_meta(p, len, type, sizeof(type), &id)) {
+    len = 0; /* remembered as nothing to send */
+  }
+  int hl = len == 0 ? 0
+           : id ? snprintf(head, sizeof(head), "id: %llu\nevent: %s\ndata: ",
+                           (unsigned long long)id, type)
+                : snprintf(head, sizeof(head), "event: %s\ndata: ", type);
+  /* Compact JSON has no raw line breaks: one data line. */
+  ev = wshub_buf_new(len == 0 ? 0 : (size_t)hl + len + 2);
+  if (ev == NULL)
+    return NULL;
+  ev->tag = WSHUB_ALT_SSE;
+  if (len > 0) {
+    memcpy(ev->data, head, (size_t)hl);
+    memcpy(ev->data + hl, p, len);
+    memcpy(ev->data + (size_t)hl + len, "\n\n", 2);
+    ev->len = (size_t)hl + len + 2;
+  }
+  return wshub_buf_add_alt(frame, ev);
+}
+
 static void chathttp_sse_sink(wshub_client_t *c, wshub_buf_t *frame,
                               void *arg) {
   (void)c;
   chat_ep_t *ep = arg;
   if (ep->http == NULL)
     return;
-  size_t len;
-  const char *p = chathttp_payload(frame, &len);
-  char type[32], head[96];
-  uint64_t id;
-  if (!chathttp_meta(p, len, type, sizeof(type), &id))
-    return;
-  int hl =
-      id ? snprintf(head, sizeof(head),
-                    "id: %llu\nevent: %s\ndata: ", (unsigned long long)id, type)
-         : snprintf(head, sizeof(head), "event: %s\ndata: ", type);
-  /* Compact JSON has no raw line breaks: one data line. */
-  wshub_buf_t *b = wshub_buf_new((size_t)hl + len + 2);
-  int r = UV_ENOMEM;
-  if (b != NULL) {
-    memcpy(b->data, head, (size_t)hl);
-    memcpy(b->data + hl, p, len);
-    memcpy(b->data + (size_t)hl + len, "\n\n", 2);
-    b->len = (size_t)hl + len + 2;
-    r = wshub_http_stream_send(ep->http, b, 0, b->len);
-    wshub_buf_unref(b);
-  }
+  wshub_buf_t *ev = chathttp_sse_event(frame);
+  if (ev != NULL && ev->len == 0)
+    return; /* not an event */
+  int r =
+      ev != NULL ? wshub_http_stream_send(ep->http, ev, 0, ev->len) : UV_ENOMEM;
   /* Out of memory: the stream would miss this event; it ends instead (at
    * the end of the loop turn: on_gone takes the chat's lock, which this
    * delivery may hold), and the client resumes with Last-Event-ID. */
