@@ -108,7 +108,7 @@
  * inflate to, kept by a hash of their bytes (direct-mapped). */
 #define WSL_ICACHE_MAX_IN 4096
 /* What the offer says: Chromium's, with client_no_context_takeover. */
-#define WSL_PMD_OFFER                                                     \
+#define WSL_PMD_OFFER                                                          \
   "permessage-deflate; client_no_context_takeover; client_max_window_bits"
 
 enum { WSL_FMT_RAW, WSL_FMT_CHAT_JSON, WSL_FMT_LECTURE2 };
@@ -258,10 +258,10 @@ typedef struct wsl_ctx {
   size_t fbuf_cap;
   char *text; /* outgoing message scratch */
   size_t text_cap;
-  z_stream *zinf;    /* shared inflater (window 15), reset per message */
-  z_stream *zdef[8]; /* deflaters by window bits - 8 (8 uses 9), or NULL */
-  wsl_buf_t ibuf;    /* inflated message scratch */
-  wsl_buf_t zbuf;    /* compressed message scratch */
+  z_stream *zinf;       /* shared inflater (window 15), reset per message */
+  z_stream *zdef[8];    /* deflaters by window bits - 8 (8 uses 9), or NULL */
+  wsl_buf_t ibuf;       /* inflated message scratch */
+  wsl_buf_t zbuf;       /* compressed message scratch */
   wsl_icache_t *icache; /* opt.deflate_cache slots, or NULL */
   const char *inflated; /* the last message pmd_inflate made */
   size_t inflated_len;
@@ -294,7 +294,7 @@ typedef struct wsl_ctx {
   uint64_t requests;
   uint64_t reconnects;
   /* WebSocket data messages (all of them, welcomes and warmup included) */
-  uint64_t pmd_conns;         /* upgrades that negotiated permessage-deflate */
+  uint64_t pmd_conns;          /* upgrades that negotiated permessage-deflate */
   uint64_t msgs_in_compressed; /* received with RSV1 */
   uint64_t msgs_in_plain;      /* received without */
   uint64_t inflates;           /* compressed messages run through zlib */
@@ -899,9 +899,9 @@ static void conn_send_request(wsl_ctx_t *ctx, wsl_conn_t *c) {
                    "%s"
                    "User-Agent: wsload\r\n\r\n",
                    ctx->opt.path, ctx->opt.hosthdr, c->key,
-                   ctx->opt.deflate
-                       ? "Sec-WebSocket-Extensions: " WSL_PMD_OFFER "\r\n"
-                       : "");
+                   ctx->opt.deflate ? "Sec-WebSocket-Extensions: " WSL_PMD_OFFER
+                                      "\r\n"
+                                    : "");
   conn_set_state(ctx, c, WSL_ST_HANDSHAKE);
   c->want_out = false;
   conn_set_events(ctx, c, false);
@@ -1156,9 +1156,8 @@ static bool msg_on_text(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
 
 /* A whole WebSocket data message: wire is its frames' bytes, rsv1 says it
  * is compressed. Returns false if c was closed (invalid compressed data). */
-static bool ws_on_message(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t op,
-                          bool rsv1, const char *data, size_t len,
-                          size_t wire) {
+static bool ws_on_message(wsl_ctx_t *ctx, wsl_conn_t *c, uint8_t op, bool rsv1,
+                          const char *data, size_t len, size_t wire) {
   if (rsv1) {
     if (!pmd_inflate(ctx, c, data, len)) {
       conn_fail(ctx, c, &ctx->protocol_errors);
@@ -2747,9 +2746,9 @@ static void print_result(wsl_ctx_t *ctx) {
          ctx->bytes_in, ctx->bytes_out, ctx->requests, ctx->reconnects, send_s,
          (double)(ctx->t_end - ctx->t_begin) / 1e9, o->deflate ? "on" : "off",
          ctx->pmd_conns, ctx->msgs_in_compressed, ctx->msgs_in_plain,
-         ctx->inflates, ctx->icache_hits, ctx->msg_wire_in, ctx->msg_payload_in, ctx->delivered_wire,
-         ctx->delivered_payload, ctx->msgs_out_compressed, ctx->msgs_out_plain,
-         ctx->msg_wire_out, ctx->msg_payload_out);
+         ctx->inflates, ctx->icache_hits, ctx->msg_wire_in, ctx->msg_payload_in,
+         ctx->delivered_wire, ctx->delivered_payload, ctx->msgs_out_compressed,
+         ctx->msgs_out_plain, ctx->msg_wire_out, ctx->msg_payload_out);
   fflush(stdout);
 }
 
