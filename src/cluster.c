@@ -1,0 +1,637 @@
+/* cluster.c — the Redis link of a wshub node (see cluster.h).
+ *
+ * State: two hiredis async contexts (`cmd`, `sub`), each NULL while it is
+ * not connected; a backoff timer that reconnects whatever is missing; the
+ * set of subscribed rooms (a map, the truth, replayed after reconnecting);
+ * the SHA-1 of the publish script once SCRIPT LOAD has answered. The link
+ * is "up" when both contexts are connected, the script is loaded and the
+ * SUBSCRIBE for every room has been sent (Redis answers commands on one
+ * connection in order, so what comes later on the channel is covered).
+ *
+ * hiredis frees a context itself after its disconnect callback, and calls
+ * every pending reply callback with a NULL reply first; a context is
+ * therefore only ever dropped from here (redisAsyncDisconnect) or by
+ * hiredis, and forgotten in the disconnect callback.
+ *
+ * The event glue is ours, not hiredis 0.14's libuv adapter: that one drops
+ * a poll error on the floor, so a refused reconnection (libuv reports it as
+ * an error) never reaches hiredis and the link hangs in "connecting"
+ * forever. Here an error is handed to hiredis as the event it waited for,
+ * and a connection that has not come up within CLUSTER_CONNECT_TIMEOUT_MS is
+ * dropped and retried.
+ */
+#include "cluster.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "map.h"
+
+#define CLUSTER_BACKOFF_MIN_MS 100
+#define CLUSTER_BACKOFF_MAX_MS 5000
+#define CLUSTER_CONNECT_TIMEOUT_MS 3000
+#define CLUSTER_PREFIX "wshub:room:"
+
+/* KEYS: seq, log, channel. ARGV: payload, floor, history. */
+static const char cluster_script[] =
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local floor = tonumber(ARGV[2])\n"
+    "if id <= floor then\n"
+    "  id = floor + 1\n"
+    "  redis.call('SET', KEYS[1], id)\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id .. '-0', 'm', "
+    "ARGV[1])\n"
+    "redis.call('PUBLISH', KEYS[3], id .. ' ' .. ARGV[1])\n"
+    "return id\n";
+
+/* The glue between one hiredis context and the loop. */
+typedef struct {
+  redisAsyncContext *ac; /* NULL once hiredis let go of it */
+  uv_poll_t poll;
+  int events;
+} cluster_io_t;
+
+static void cluster_io_on_poll(uv_poll_t *h, int status, int events) {
+  cluster_io_t *io = h->data;
+  if (status < 0) /* an error: let hiredis find it where it is waiting */
+    events = io->events;
+  if (io->ac != NULL && (events & UV_READABLE))
+    redisAsyncHandleRead(io->ac);
+  if (io->ac != NULL && (events & UV_WRITABLE))
+    redisAsyncHandleWrite(io->ac);
+}
+
+static void cluster_io_update(cluster_io_t *io, int add, int del) {
+  io->events = (io->events | add) & ~del;
+  if (io->events)
+    uv_poll_start(&io->poll, io->events, cluster_io_on_poll);
+  else
+    uv_poll_stop(&io->poll);
+}
+
+static void cluster_io_add_read(void *p) {
+  cluster_io_update(p, UV_READABLE, 0);
+}
+static void cluster_io_del_read(void *p) {
+  cluster_io_update(p, 0, UV_READABLE);
+}
+static void cluster_io_add_write(void *p) {
+  cluster_io_update(p, UV_WRITABLE, 0);
+}
+static void cluster_io_del_write(void *p) {
+  cluster_io_update(p, 0, UV_WRITABLE);
+}
+
+static void cluster_io_on_close(uv_handle_t *h) {
+  free(h->data);
+}
+
+/* hiredis is done with the context (it frees it right after). */
+static void cluster_io_cleanup(void *p) {
+  cluster_io_t *io = p;
+  io->ac = NULL;
+  uv_close((uv_handle_t *)&io->poll, cluster_io_on_close);
+}
+
+static int cluster_io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  cluster_io_t *io = calloc(1, sizeof(*io));
+  if (io == NULL)
+    return -1;
+  if (uv_poll_init_socket(loop, &io->poll, ac->c.fd) != 0) {
+    free(io);
+    return -1;
+  }
+  io->ac = ac;
+  io->poll.data = io;
+  ac->ev.data = io;
+  ac->ev.addRead = cluster_io_add_read;
+  ac->ev.delRead = cluster_io_del_read;
+  ac->ev.addWrite = cluster_io_add_write;
+  ac->ev.delWrite = cluster_io_del_write;
+  ac->ev.cleanup = cluster_io_cleanup;
+  return 0;
+}
+
+struct wshub_cluster_s {
+  uv_loop_t *loop;
+  wshub_cluster_cb_t cb;
+  void *user;
+  char host[256];
+  int port, db;
+  redisAsyncContext *cmd, *sub; /* NULL while not connected */
+  int cmd_ready, sub_ready;     /* SELECTed (and, for sub, every room's
+                                   subscription confirmed) */
+  int sub_selected;             /* the subscriber's SELECT has answered */
+  size_t sub_pending;           /* confirmations still awaited */
+  char sha[41];                 /* the script's SHA-1, "" until loaded */
+  wshub_map_t rooms;            /* subscribed rooms: name → its own copy */
+  uv_timer_t timer;             /* reconnect backoff */
+  uv_timer_t connect_timer;     /* a connection must come up in time */
+  uint64_t backoff_ms;
+  int up;
+  int closing;
+  int closed; /* timers closed so far */
+};
+
+/* A publish in flight. */
+typedef struct {
+  wshub_cluster_t *c;
+  wshub_cluster_published_cb done;
+  void *arg;
+  char *room; /* for the NOSCRIPT retry */
+  char *payload;
+  size_t len;
+  uint64_t floor;
+  size_t history;
+  int retried;
+} cluster_pub_t;
+
+static void cluster_log(wshub_cluster_t *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cluster_log(wshub_cluster_t *c, int level, const char *fmt, ...) {
+  if (c->cb.on_log == NULL)
+    return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  c->cb.on_log(c->user, level, msg);
+}
+
+int wshub_cluster_parse_url(const char *url, char *host, size_t host_cap,
+                            int *port, int *db) {
+  static const char scheme[] = "redis://";
+  if (url == NULL || strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+    return UV_EINVAL;
+  const char *p = url + sizeof(scheme) - 1, *h = p, *he;
+  if (*p == '[') {
+    h = p + 1;
+    he = strchr(h, ']');
+    if (he == NULL)
+      return UV_EINVAL;
+    p = he + 1;
+  } else {
+    while (*p && *p != ':' && *p != '/')
+      p++;
+    he = p;
+  }
+  size_t hl = (size_t)(he - h);
+  if (hl == 0 || hl >= host_cap)
+    return UV_EINVAL;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  long v;
+  char *end;
+  *port = 6379;
+  *db = 0;
+  if (*p == ':') {
+    v = strtol(p + 1, &end, 10);
+    if (end == p + 1 || v < 1 || v > 65535)
+      return UV_EINVAL;
+    *port = (int)v;
+    p = end;
+  }
+  if (*p == '/') {
+    if (p[1] != '\0') {
+      v = strtol(p + 1, &end, 10);
+      if (end == p + 1 || *end != '\0' || v < 0 || v > 65535)
+        return UV_EINVAL;
+      *db = (int)v;
+    }
+    return 0;
+  }
+  return *p == '\0' ? 0 : UV_EINVAL;
+}
+
+static void cluster_set_up(wshub_cluster_t *c) {
+  int up = c->cmd_ready && c->sub_ready && c->sha[0] != '\0';
+  if (up == c->up || c->closing)
+    return;
+  c->up = up;
+  if (up) {
+    c->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
+    uv_timer_stop(&c->connect_timer);
+  }
+  cluster_log(c, up ? 2 : 1, "redis %s:%d: %s", c->host, c->port,
+              up ? "connected" : "connection lost, retrying");
+  if (c->cb.on_state != NULL)
+    c->cb.on_state(c->user, up);
+}
+
+static void cluster_connect(wshub_cluster_t *c);
+
+static void cluster_on_timer(uv_timer_t *t) {
+  cluster_connect(t->data);
+}
+
+/* A connection that is not up in time is dropped (and retried). */
+static void cluster_on_connect_timeout(uv_timer_t *t) {
+  wshub_cluster_t *c = t->data;
+  if (c->closing || c->up)
+    return;
+  cluster_log(c, 1, "redis %s:%d: no answer in %d ms", c->host, c->port,
+              CLUSTER_CONNECT_TIMEOUT_MS);
+  if (c->cmd != NULL && !c->cmd_ready)
+    redisAsyncDisconnect(c->cmd);
+  if (c->sub != NULL && !c->sub_ready)
+    redisAsyncDisconnect(c->sub);
+}
+
+/* Tries again later, waiting longer each time. */
+static void cluster_retry(wshub_cluster_t *c) {
+  if (c->closing || uv_is_active((uv_handle_t *)&c->timer))
+    return;
+  uv_timer_start(&c->timer, cluster_on_timer, c->backoff_ms, 0);
+  c->backoff_ms *= 2;
+  if (c->backoff_ms > CLUSTER_BACKOFF_MAX_MS)
+    c->backoff_ms = CLUSTER_BACKOFF_MAX_MS;
+}
+
+/* Drops a context after a protocol-level failure (hiredis frees it). */
+static void cluster_drop(wshub_cluster_t *c, redisAsyncContext *ac) {
+  if (ac != NULL && !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+    redisAsyncDisconnect(ac);
+  (void)c;
+}
+
+static int cluster_reply_ok(const redisReply *r) {
+  return r != NULL && r->type != REDIS_REPLY_ERROR;
+}
+
+static void cluster_send_subscribe(wshub_cluster_t *c, const char *room,
+                                   int on);
+
+static void cluster_sub_room(const char *key, void *value, void *arg) {
+  (void)value;
+  cluster_send_subscribe(arg, key, 1);
+}
+
+static void cluster_on_select(redisAsyncContext *ac, void *reply, void *priv) {
+  wshub_cluster_t *c = priv;
+  if (c == NULL || c->closing)
+    return;
+  if (!cluster_reply_ok(reply)) {
+    cluster_log(c, 0, "redis %s:%d: SELECT %d failed: %s", c->host, c->port,
+                c->db, reply ? ((redisReply *)reply)->str : "no reply");
+    cluster_drop(c, ac);
+    return;
+  }
+  if (ac == c->sub) {
+    /* Up once Redis has confirmed every room: a message published after
+     * that reaches us. */
+    c->sub_pending = 0;
+    c->sub_selected = 1;
+    wshub_map_foreach(&c->rooms, cluster_sub_room, c);
+    c->sub_ready = c->sub_pending == 0;
+  } else {
+    c->cmd_ready = 1;
+  }
+  cluster_set_up(c);
+}
+
+static void cluster_on_script(redisAsyncContext *ac, void *reply, void *priv) {
+  wshub_cluster_t *c = priv;
+  const redisReply *r = reply;
+  if (c == NULL || c->closing)
+    return;
+  if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
+    cluster_log(c, 0, "redis %s:%d: SCRIPT LOAD failed", c->host, c->port);
+    cluster_drop(c, ac);
+    return;
+  }
+  memcpy(c->sha, r->str, 40);
+  c->sha[40] = '\0';
+  cluster_set_up(c);
+}
+
+/* A message on the subscriber connection: ["message", channel, "<id> x"]. */
+static void cluster_on_sub(redisAsyncContext *ac, void *reply, void *priv) {
+  (void)ac;
+  wshub_cluster_t *c = priv;
+  const redisReply *r = reply;
+  if (c == NULL || c->closing || r == NULL || r->type != REDIS_REPLY_ARRAY ||
+      r->elements != 3)
+    return;
+  const redisReply *kind = r->element[0], *ch = r->element[1],
+                   *msg = r->element[2];
+  if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 &&
+      c->sub_pending > 0) {
+    if (--c->sub_pending == 0 && !c->sub_ready) {
+      c->sub_ready = 1;
+      cluster_set_up(c);
+    }
+    return;
+  }
+  if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
+      ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+    return; /* other confirmations */
+  size_t pl = sizeof(CLUSTER_PREFIX) - 1;
+  if (ch->len <= pl || memcmp(ch->str, CLUSTER_PREFIX, pl) != 0)
+    return;
+  const char *room = ch->str + pl;
+  if (wshub_map_get(&c->rooms, room) == NULL)
+    return; /* left already: an unsubscribe is on its way */
+  char *end;
+  unsigned long long id = strtoull(msg->str, &end, 10);
+  if (end == msg->str || *end != ' ' || id == 0) {
+    cluster_log(c, 1, "redis: a malformed message on %s", ch->str);
+    return;
+  }
+  end++;
+  c->cb.on_message(c->user, room, (uint64_t)id, end,
+                   msg->len - (size_t)(end - msg->str));
+}
+
+/* Sends (UN)SUBSCRIBE while the subscriber connection is selected; the
+ * SELECT reply sends every room again anyway. A SUBSCRIBE sent while
+ * (re)connecting counts in sub_pending. */
+static void cluster_send_subscribe(wshub_cluster_t *c, const char *room,
+                                   int on) {
+  if (c->sub == NULL || !c->sub_selected)
+    return;
+  if (redisAsyncCommand(c->sub, on ? cluster_on_sub : NULL, on ? c : NULL,
+                        on ? "SUBSCRIBE " CLUSTER_PREFIX "%s"
+                           : "UNSUBSCRIBE " CLUSTER_PREFIX "%s",
+                        room) != REDIS_OK) {
+    cluster_drop(c, c->sub);
+    return;
+  }
+  if (on && !c->sub_ready)
+    c->sub_pending++;
+}
+
+static void cluster_on_connect(const redisAsyncContext *ac, int status) {
+  wshub_cluster_t *c = ac->data;
+  if (c == NULL)
+    return;
+  redisAsyncContext *m = (redisAsyncContext *)ac;
+  if (status != REDIS_OK) {
+    /* hiredis frees the context after this callback. */
+    cluster_log(c, 1, "redis %s:%d: cannot connect: %s", c->host, c->port,
+                ac->errstr);
+    if (m == c->cmd)
+      c->cmd = NULL;
+    if (m == c->sub) {
+      c->sub = NULL;
+      c->sub_selected = 0;
+      c->sub_pending = 0;
+    }
+    cluster_retry(c);
+    return;
+  }
+  if (redisAsyncCommand(m, cluster_on_select, c, "SELECT %d", c->db) !=
+      REDIS_OK) {
+    cluster_drop(c, m);
+    return;
+  }
+  if (m == c->cmd &&
+      redisAsyncCommand(m, cluster_on_script, c, "SCRIPT LOAD %s",
+                        cluster_script) != REDIS_OK)
+    cluster_drop(c, m);
+}
+
+static void cluster_on_disconnect(const redisAsyncContext *ac, int status) {
+  (void)status;
+  wshub_cluster_t *c = ac->data;
+  if (c == NULL)
+    return;
+  if (ac == c->cmd) {
+    c->cmd = NULL;
+    c->cmd_ready = 0;
+    c->sha[0] = '\0';
+  } else if (ac == c->sub) {
+    c->sub = NULL;
+    c->sub_ready = 0;
+    c->sub_selected = 0;
+    c->sub_pending = 0;
+  }
+  if (c->closing)
+    return;
+  cluster_set_up(c);
+  /* The other connection is likely gone too; let it fail by itself. */
+  cluster_retry(c);
+}
+
+static redisAsyncContext *cluster_open(wshub_cluster_t *c) {
+  redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+  if (ac == NULL)
+    return NULL;
+  if (ac->err) {
+    cluster_log(c, 1, "redis %s:%d: %s", c->host, c->port, ac->errstr);
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  ac->data = c;
+  if (cluster_io_attach(ac, c->loop) != 0) {
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  redisAsyncSetConnectCallback(ac, cluster_on_connect);
+  redisAsyncSetDisconnectCallback(ac, cluster_on_disconnect);
+  return ac;
+}
+
+/* Opens whichever connection is missing; retries later on failure. */
+static void cluster_connect(wshub_cluster_t *c) {
+  if (c->closing)
+    return;
+  if (c->cmd == NULL)
+    c->cmd = cluster_open(c);
+  if (c->sub == NULL)
+    c->sub = cluster_open(c);
+  if (c->cmd == NULL || c->sub == NULL)
+    cluster_retry(c);
+  else
+    uv_timer_start(&c->connect_timer, cluster_on_connect_timeout,
+                   CLUSTER_CONNECT_TIMEOUT_MS, 0);
+}
+
+int wshub_cluster_new(uv_loop_t *loop, const char *url,
+                      const wshub_cluster_cb_t *cb, void *user,
+                      wshub_cluster_t **out) {
+  wshub_cluster_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return UV_ENOMEM;
+  if (wshub_cluster_parse_url(url, c->host, sizeof(c->host), &c->port,
+                              &c->db) != 0) {
+    free(c);
+    return UV_EINVAL;
+  }
+  c->loop = loop;
+  c->cb = *cb;
+  c->user = user;
+  c->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
+  wshub_map_init(&c->rooms);
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  uv_timer_init(loop, &c->connect_timer);
+  c->connect_timer.data = c;
+  cluster_connect(c);
+  *out = c;
+  return 0;
+}
+
+int wshub_cluster_up(const wshub_cluster_t *c) {
+  return c->up;
+}
+
+int wshub_cluster_subscribe(wshub_cluster_t *c, const char *room) {
+  if (wshub_map_get(&c->rooms, room) != NULL)
+    return 0;
+  char *name = strdup(room);
+  if (name == NULL || wshub_map_put(&c->rooms, name, name) != 0) {
+    free(name);
+    return UV_ENOMEM;
+  }
+  cluster_send_subscribe(c, name, 1);
+  return 0;
+}
+
+int wshub_cluster_unsubscribe(wshub_cluster_t *c, const char *room) {
+  char *name = wshub_map_del(&c->rooms, room);
+  if (name == NULL)
+    return 0;
+  cluster_send_subscribe(c, name, 0);
+  free(name);
+  return 0;
+}
+
+static void cluster_pub_free(cluster_pub_t *p) {
+  free(p->room);
+  free(p->payload);
+  free(p);
+}
+
+static int cluster_send_publish(wshub_cluster_t *c, cluster_pub_t *p);
+
+static void cluster_on_published(redisAsyncContext *ac, void *reply,
+                                 void *priv) {
+  (void)ac;
+  cluster_pub_t *p = priv;
+  wshub_cluster_t *c = p->c;
+  const redisReply *r = reply;
+  if (c->closing) {
+    cluster_pub_free(p);
+    return;
+  }
+  if (r != NULL && r->type == REDIS_REPLY_ERROR && !p->retried &&
+      strncmp(r->str, "NOSCRIPT", 8) == 0) {
+    /* Redis restarted between SCRIPT LOAD and now: load it with EVAL. */
+    p->retried = 1;
+    if (cluster_send_publish(c, p) == 0)
+      return;
+  }
+  uint64_t id = 0;
+  int err = 0;
+  if (r == NULL)
+    err = UV_ECONNRESET;
+  else if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0)
+    err = UV_EPROTO;
+  else
+    id = (uint64_t)r->integer;
+  if (err != 0 && r != NULL)
+    cluster_log(c, 1, "redis: publish to %s failed: %s", p->room,
+                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+  if (p->done != NULL)
+    p->done(p->arg, id, err);
+  cluster_pub_free(p);
+}
+
+static int cluster_send_publish(wshub_cluster_t *c, cluster_pub_t *p) {
+  if (c->cmd == NULL || !c->up)
+    return UV_ENOTCONN;
+  char keys[3][320], floor[24], hist[24];
+  snprintf(keys[0], sizeof(keys[0]), CLUSTER_PREFIX "%s:seq", p->room);
+  snprintf(keys[1], sizeof(keys[1]), CLUSTER_PREFIX "%s:log", p->room);
+  snprintf(keys[2], sizeof(keys[2]), CLUSTER_PREFIX "%s", p->room);
+  snprintf(floor, sizeof(floor), "%llu", (unsigned long long)p->floor);
+  snprintf(hist, sizeof(hist), "%zu", p->history);
+  const char *argv[9] = {p->retried ? "EVAL" : "EVALSHA",
+                         p->retried ? cluster_script : c->sha,
+                         "3",
+                         keys[0],
+                         keys[1],
+                         keys[2],
+                         p->payload,
+                         floor,
+                         hist};
+  size_t lens[9];
+  for (int i = 0; i < 9; i++)
+    lens[i] = strlen(argv[i]);
+  lens[6] = p->len;
+  if (redisAsyncCommandArgv(c->cmd, cluster_on_published, p, 9, argv, lens) !=
+      REDIS_OK)
+    return UV_ENOTCONN;
+  return 0;
+}
+
+int wshub_cluster_publish(wshub_cluster_t *c, const char *room,
+                          const char *payload, size_t len, uint64_t floor,
+                          size_t history, wshub_cluster_published_cb done,
+                          void *arg) {
+  if (!c->up || c->closing)
+    return UV_ENOTCONN;
+  if (strlen(room) > 256)
+    return UV_EINVAL;
+  cluster_pub_t *p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return UV_ENOMEM;
+  p->c = c;
+  p->done = done;
+  p->arg = arg;
+  p->room = strdup(room);
+  p->payload = malloc(len + 1);
+  if (p->room == NULL || p->payload == NULL) {
+    cluster_pub_free(p);
+    return UV_ENOMEM;
+  }
+  memcpy(p->payload, payload, len);
+  p->payload[len] = '\0';
+  p->len = len;
+  p->floor = floor;
+  p->history = history > 0 ? history : 1;
+  int r = cluster_send_publish(c, p);
+  if (r != 0)
+    cluster_pub_free(p);
+  return r;
+}
+
+static void cluster_free_name(const char *key, void *value, void *arg) {
+  (void)key;
+  (void)arg;
+  free(value);
+}
+
+static void cluster_on_timer_closed(uv_handle_t *h) {
+  wshub_cluster_t *c = h->data;
+  if (++c->closed < 2)
+    return; /* both timers must be closed (in whatever order) */
+  wshub_map_foreach(&c->rooms, cluster_free_name, NULL);
+  wshub_map_free(&c->rooms);
+  free(c);
+}
+
+void wshub_cluster_close(wshub_cluster_t *c) {
+  if (c == NULL || c->closing)
+    return;
+  c->closing = 1;
+  /* Pending publishes are answered with NULL replies now and freed. */
+  if (c->cmd != NULL) {
+    c->cmd->data = NULL;
+    redisAsyncFree(c->cmd);
+  }
+  if (c->sub != NULL) {
+    c->sub->data = NULL;
+    redisAsyncFree(c->sub);
+  }
+  c->cmd = c->sub = NULL;
+  uv_close((uv_handle_t *)&c->timer, cluster_on_timer_closed);
+  uv_close((uv_handle_t *)&c->connect_timer, cluster_on_timer_closed);
+}
