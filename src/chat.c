@@ -75,11 +75,28 @@ wshub_chat_t *wshub_chat_new_threads(const wshub_chat_config_t *cfg,
   wshub_map_init(&chat->rooms);
   wshub_map_init(&chat->users);
   wshub_map_init(&chat->sessions);
+  if (cfg->redis_url != NULL) {
+    /* A random node number (20 bits, never 0) for ids unique across
+     * nodes. */
+    uint32_t rnd = 0;
+    if (uv_random(NULL, NULL, &rnd, sizeof(rnd), 0, NULL) != 0)
+      rnd = (uint32_t)uv_hrtime();
+    chat->node = (rnd & 0xfffff) ? (rnd & 0xfffff) : 1;
+  }
   return chat;
 }
 
 wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
   return wshub_chat_new_threads(cfg, 1);
+}
+
+uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index,
+                             unsigned nthreads) {
+  if (nthreads == 0)
+    nthreads = 1;
+  /* id - 1 = index + nthreads * (node * 2^32 + k): the thread is still
+   * (id - 1) % nthreads, the node ((id - 1) / nthreads) >> 32. */
+  return index + 1 + (uint64_t)nthreads * (chat->node << 32);
 }
 
 /* Once a second on thread 0's loop: idle HTTP sessions end even when
@@ -98,6 +115,12 @@ int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
     int r = uv_timer_init(loop, &chat->sweep);
     if (r != 0)
       return r;
+    chat->sweep_server = server; /* the Redis link logs through it */
+    if ((r = chat_cluster_attach(chat, loop)) != 0) {
+      uv_close((uv_handle_t *)&chat->sweep, NULL);
+      chat->sweep_server = NULL;
+      return r;
+    }
     chat->sweep.data = chat;
     chat->sweep_server = server;
     uv_timer_start(&chat->sweep, chat_on_sweep, 1000, 1000);
@@ -111,6 +134,7 @@ int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
 void wshub_chat_detach(wshub_chat_t *chat, unsigned index) {
   if (index == 0 && chat->sweep_server != NULL) {
     uv_close((uv_handle_t *)&chat->sweep, NULL);
+    chat_cluster_detach(chat);
     chat->sweep_server = NULL;
   }
   if (chat_bus_threads(chat->bus) > 0)
@@ -424,6 +448,8 @@ static int chat_member_add(const wshub_chat_t *chat, chat_room_t *r,
     return UV_ENOMEM;
   r->members[r->n++] = u;
   u->rooms[u->nrooms++] = r;
+  if (r->n == 1)
+    chat_cluster_watch((wshub_chat_t *)chat, r, 1);
   return 0;
 }
 
@@ -434,6 +460,8 @@ static void chat_member_remove(const wshub_chat_t *chat, chat_room_t *r,
       if (i < chat->cfg.presence_limit)
         chat_members_stale(r);
       r->members[i] = r->members[--r->n];
+      if (r->n == 0)
+        chat_cluster_watch((wshub_chat_t *)chat, r, 0);
       break;
     }
   ssize_t k = chat_user_room(u, r);
@@ -717,6 +745,69 @@ static int chat_text_ok(chat_ctx_t *x, size_t len) {
   return 1;
 }
 
+/* Room message `id` to this node's members of r: into the history, to
+ * everyone but its sender, the sender's own copy (when the sender is here:
+ * `sender`, else NULL; `fid` is its id either way) and the held polls.
+ * `from` is the sender's member JSON. Returns 0, or -1 when out of memory
+ * (nothing taken). */
+int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
+              size_t from_len, const char *fid, chat_user_t *sender,
+              const char *text, size_t len, int64_t ts) {
+  /* The message object of docs/PROTOCOL.md, field by field; "own" goes
+   * last so that the sender's copy differs only in its final bytes. */
+  wshub_jbuf_t j;
+  wshub_jbuf_init(&j, 2 * len + 192 + from_len);
+  wshub_jbuf_lit(&j, "{\"type\":\"message\",\"id\":");
+  wshub_jbuf_int(&j, (int64_t)id);
+  wshub_jbuf_lit(&j, ",\"room\":");
+  wshub_jbuf_raw(&j, r->name_json, strlen(r->name_json));
+  wshub_jbuf_lit(&j, ",\"from\":");
+  wshub_jbuf_raw(&j, from, from_len);
+  wshub_jbuf_lit(&j, ",\"text\":");
+  size_t t0 = j.len;
+  wshub_jbuf_str(&j, text, len);
+  size_t tl = j.len - t0;
+  wshub_jbuf_lit(&j, ",\"timestamp\":");
+  wshub_jbuf_int(&j, ts);
+  wshub_jbuf_lit(&j, ",\"params\":{\"value\":");
+  wshub_jbuf_again(&j, t0, tl);
+  wshub_jbuf_lit(&j, "},\"own\":" CHAT_OWN_FALSE);
+  if (j.failed) {
+    wshub_jbuf_free(&j);
+    return -1; /* the message is not taken: no id, no history */
+  }
+  wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, j.data, j.len);
+  uv_buf_t parts[2] = {uv_buf_init(j.data, (unsigned)(j.len - CHAT_OWN_TAIL)),
+                       uv_buf_init((char *)"true}", 5)};
+  wshub_buf_t *mine = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 2);
+  if (others == NULL || mine == NULL) {
+    wshub_buf_unref(others);
+    wshub_buf_unref(mine);
+    wshub_jbuf_free(&j);
+    return -1;
+  }
+  if (id > r->last_id)
+    r->last_id = id;
+  chat_entry_t e = {.id = id, .json = j.data, .len = j.len};
+  snprintf(e.from, sizeof(e.from), "%s", fid);
+  chat_ring_push(x->chat, r, e); /* takes j.data */
+  chat_bus_room(x->chat->bus, x->server, r->name, others, fid);
+  if (sender != NULL)
+    chat_deliver(x, sender, mine, r->name);
+  /* Held polls of the room (chathttp.c) wake with this message. */
+  for (size_t i = 0; i < r->npolls; i++) {
+    chat_poll_ref_t *p = &r->polls[i];
+    chat_bus_to(x->chat->bus, x->server, p->id,
+                sender != NULL && p->owner == sender->number ? mine : others);
+    if (--p->user->nholds == 0)
+      p->user->idle_since = uv_hrtime();
+  }
+  r->npolls = 0;
+  wshub_buf_unref(others);
+  wshub_buf_unref(mine);
+  return 0;
+}
+
 static void chat_post(chat_ctx_t *x, const char *room, const char *text,
                       size_t len) {
   if (!chat_text_ok(x, len))
@@ -732,60 +823,21 @@ static void chat_post(chat_ctx_t *x, const char *room, const char *text,
     x->failed = 1;
     return;
   }
-  /* The message object of docs/PROTOCOL.md, field by field; "own" goes
-   * last so that the sender's copy differs only in its final bytes. */
-  wshub_jbuf_t j;
-  wshub_jbuf_init(&j, 2 * len + 192 + x->user->member_json_len);
-  wshub_jbuf_lit(&j, "{\"type\":\"message\",\"id\":");
-  wshub_jbuf_int(&j, (int64_t)(r->last_id + 1));
-  wshub_jbuf_lit(&j, ",\"room\":");
-  wshub_jbuf_raw(&j, r->name_json, strlen(r->name_json));
-  wshub_jbuf_lit(&j, ",\"from\":");
-  wshub_jbuf_raw(&j, from, x->user->member_json_len);
-  wshub_jbuf_lit(&j, ",\"text\":");
-  size_t t0 = j.len;
-  wshub_jbuf_str(&j, text, len);
-  size_t tl = j.len - t0;
-  wshub_jbuf_lit(&j, ",\"timestamp\":");
-  wshub_jbuf_int(&j, chat_now_ms());
-  wshub_jbuf_lit(&j, ",\"params\":{\"value\":");
-  wshub_jbuf_again(&j, t0, tl);
-  wshub_jbuf_lit(&j, "},\"own\":" CHAT_OWN_FALSE);
-  if (j.failed) {
-    wshub_jbuf_free(&j);
-    x->failed = 1; /* the message is not taken: no id, no history */
+  if (x->chat->cluster_up) {
+    /* Through Redis: every node, this one too, delivers it when it comes
+     * back on the room's channel, with the id Redis gave it. */
+    if (chat_cluster_post(x->chat, r, from, x->user->member_json_len,
+                          x->user->id, text, len, chat_now_ms()) != 0)
+      x->failed = 1;
     return;
   }
-  wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, j.data, j.len);
-  uv_buf_t parts[2] = {uv_buf_init(j.data, (unsigned)(j.len - CHAT_OWN_TAIL)),
-                       uv_buf_init((char *)"true}", 5)};
-  wshub_buf_t *mine = wshub_frame_build_parts(WSHUB_OP_TEXT, parts, 2);
-  if (others == NULL || mine == NULL) {
-    wshub_buf_unref(others);
-    wshub_buf_unref(mine);
-    wshub_jbuf_free(&j);
+  if (chat_emit(x, r, r->last_id + 1, from, x->user->member_json_len,
+                x->user->id, x->user, text, len, chat_now_ms()) != 0) {
     x->failed = 1;
     return;
   }
-  r->last_id++;
-  chat_entry_t e = {.id = r->last_id, .json = j.data, .len = j.len};
-  snprintf(e.from, sizeof(e.from), "%s", x->user->id);
-  chat_ring_push(x->chat, r, e); /* takes j.data */
   if (x->cap != NULL)
     x->cap->id = r->last_id;
-  chat_bus_room(x->chat->bus, x->server, r->name, others, x->user->id);
-  chat_deliver(x, x->user, mine, r->name);
-  /* Held polls of the room (chathttp.c) wake with this message. */
-  for (size_t i = 0; i < r->npolls; i++) {
-    chat_poll_ref_t *p = &r->polls[i];
-    chat_bus_to(x->chat->bus, x->server, p->id,
-                p->owner == x->user->number ? mine : others);
-    if (--p->user->nholds == 0)
-      p->user->idle_since = uv_hrtime();
-  }
-  r->npolls = 0;
-  wshub_buf_unref(others);
-  wshub_buf_unref(mine);
 }
 
 static void chat_direct(chat_ctx_t *x, const char *to, const char *text,

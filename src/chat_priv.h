@@ -12,6 +12,7 @@
 
 #include "chat.h"
 #include "chatbus.h"
+#include "cluster.h"
 #include "jbuf.h"
 #include "map.h"
 
@@ -61,6 +62,7 @@ typedef struct {
   size_t members_json_len;
   chat_poll_ref_t *polls; /* held polls (chathttp.c) */
   size_t npolls, polls_cap;
+  int heard; /* with Redis: its subscription is confirmed (chatcluster.c) */
 } chat_room_t;
 
 struct chat_user_s {
@@ -94,6 +96,15 @@ struct wshub_chat_s {
   chat_bus_t *bus;
   wshub_request_cb next_request; /* the host's on_request, if it had one */
   void *next_user;               /* and its user pointer */
+  /* With Redis (chatcluster.c): the node's random number, the link (on
+   * thread 0's loop, touched only there), whether it is up, and the
+   * operations other threads hand to thread 0 (under the lock). */
+  uint64_t node;
+  wshub_cluster_t *cluster;
+  int cluster_up;
+  uv_async_t cluster_wake;
+  struct chat_cluster_op_s *ops; /* a FIFO list: head, tail */
+  struct chat_cluster_op_s *ops_tail;
 };
 
 /* What a POST /messages request learns of its message (chathttp.c): the
@@ -145,6 +156,24 @@ json_t *chat_msg(const char *type, const char *text);
  * failed allocation while writing an object key and goes on, which yields
  * broken JSON; json_dumpb() writes into our buffer and cannot lose bytes. */
 char *chat_dump(const json_t *o, size_t flags, size_t *len);
+
+/* Room message `id` to this node's members of r (see chat.c); 0 or -1
+ * when out of memory. */
+int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
+              size_t from_len, const char *fid, chat_user_t *sender,
+              const char *text, size_t len, int64_t ts);
+
+/* ---- chatcluster.c, for chat.c (the lock is held) ---- */
+
+/* Starts / stops the Redis link on thread 0's loop (no-ops without Redis). */
+int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop);
+void chat_cluster_detach(wshub_chat_t *chat);
+/* Publishes a room message through Redis; 0, or -1 if out of memory. */
+int chat_cluster_post(wshub_chat_t *chat, chat_room_t *r, const char *from,
+                      size_t from_len, const char *fid, const char *text,
+                      size_t len, int64_t ts);
+/* Room r gained its first member on this node (on = 1) or lost its last. */
+void chat_cluster_watch(wshub_chat_t *chat, chat_room_t *r, int on);
 
 /* ---- chathttp.c, for chat.c ---- */
 

@@ -128,10 +128,12 @@ struct wshub_cluster_s {
                                    subscription confirmed) */
   int sub_selected;             /* the subscriber's SELECT has answered */
   size_t sub_pending;           /* confirmations still awaited */
-  char sha[41];                 /* the script's SHA-1, "" until loaded */
-  wshub_map_t rooms;            /* subscribed rooms: name → its own copy */
-  uv_timer_t timer;             /* reconnect backoff */
-  uv_timer_t connect_timer;     /* a connection must come up in time */
+  size_t floors_pending;        /* counters being raised (cb.floor) */
+  int floors_done;
+  char sha[41];             /* the script's SHA-1, "" until loaded */
+  wshub_map_t rooms;        /* subscribed rooms: name → its own copy */
+  uv_timer_t timer;         /* reconnect backoff */
+  uv_timer_t connect_timer; /* a connection must come up in time */
   uint64_t backoff_ms;
   int up;
   int closing;
@@ -211,7 +213,7 @@ int wshub_cluster_parse_url(const char *url, char *host, size_t host_cap,
 }
 
 static void cluster_set_up(wshub_cluster_t *c) {
-  int up = c->cmd_ready && c->sub_ready && c->sha[0] != '\0';
+  int up = c->cmd_ready && c->sub_ready && c->sha[0] != '\0' && c->floors_done;
   if (up == c->up || c->closing)
     return;
   c->up = up;
@@ -296,6 +298,45 @@ static void cluster_on_select(redisAsyncContext *ac, void *reply, void *priv) {
   cluster_set_up(c);
 }
 
+/* KEYS: seq. ARGV: floor. Raises the counter to the floor. */
+static const char cluster_floor_script[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) "
+    "end\n"
+    "return 1\n";
+
+static void cluster_on_floor(redisAsyncContext *ac, void *reply, void *priv) {
+  wshub_cluster_t *c = priv;
+  if (c == NULL || c->closing)
+    return;
+  if (!cluster_reply_ok(reply)) {
+    cluster_log(c, 0, "redis %s:%d: raising a room's counter failed", c->host,
+                c->port);
+    cluster_drop(c, ac);
+    return;
+  }
+  if (c->floors_pending > 0 && --c->floors_pending == 0) {
+    c->floors_done = 1;
+    cluster_set_up(c);
+  }
+}
+
+/* Each room's counter raised to what this node saw while Redis was away,
+ * before the link counts as up (and anything of ours is published). */
+static void cluster_floor_room(const char *key, void *value, void *arg) {
+  (void)value;
+  wshub_cluster_t *c = arg;
+  uint64_t floor = c->cb.floor != NULL ? c->cb.floor(c->user, key) : 0;
+  if (floor == 0 || c->cmd == NULL)
+    return;
+  char seq[320], f[24];
+  snprintf(seq, sizeof(seq), CLUSTER_PREFIX "%s:seq", key);
+  snprintf(f, sizeof(f), "%llu", (unsigned long long)floor);
+  if (redisAsyncCommand(c->cmd, cluster_on_floor, c, "EVAL %s 1 %s %s",
+                        cluster_floor_script, seq, f) == REDIS_OK)
+    c->floors_pending++;
+}
+
 static void cluster_on_script(redisAsyncContext *ac, void *reply, void *priv) {
   wshub_cluster_t *c = priv;
   const redisReply *r = reply;
@@ -308,6 +349,9 @@ static void cluster_on_script(redisAsyncContext *ac, void *reply, void *priv) {
   }
   memcpy(c->sha, r->str, 40);
   c->sha[40] = '\0';
+  c->floors_pending = 0;
+  wshub_map_foreach(&c->rooms, cluster_floor_room, c);
+  c->floors_done = c->floors_pending == 0;
   cluster_set_up(c);
 }
 
@@ -321,9 +365,13 @@ static void cluster_on_sub(redisAsyncContext *ac, void *reply, void *priv) {
     return;
   const redisReply *kind = r->element[0], *ch = r->element[1],
                    *msg = r->element[2];
-  if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 &&
-      c->sub_pending > 0) {
-    if (--c->sub_pending == 0 && !c->sub_ready) {
+  if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0) {
+    size_t pl = sizeof(CLUSTER_PREFIX) - 1;
+    if (c->cb.on_subscribed != NULL && ch->type == REDIS_REPLY_STRING &&
+        ch->len > pl && memcmp(ch->str, CLUSTER_PREFIX, pl) == 0 &&
+        wshub_map_get(&c->rooms, ch->str + pl) != NULL)
+      c->cb.on_subscribed(c->user, ch->str + pl);
+    if (c->sub_pending > 0 && --c->sub_pending == 0 && !c->sub_ready) {
       c->sub_ready = 1;
       cluster_set_up(c);
     }
@@ -406,6 +454,7 @@ static void cluster_on_disconnect(const redisAsyncContext *ac, int status) {
     c->cmd = NULL;
     c->cmd_ready = 0;
     c->sha[0] = '\0';
+    c->floors_done = 0;
   } else if (ac == c->sub) {
     c->sub = NULL;
     c->sub_ready = 0;

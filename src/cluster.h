@@ -48,6 +48,14 @@ typedef struct {
   /* The log line of an event worth telling an operator (level as in
    * wshub_log_level_t). May be NULL. */
   void (*on_log)(void *user, int level, const char *msg);
+  /* Redis confirmed a SUBSCRIBE of the room: what is published from now on
+   * is heard. May be NULL. */
+  void (*on_subscribed)(void *user, const char *room);
+  /* The highest id of the room the owner has seen. Asked for each room on
+   * every (re)connection: the room's counter is raised to it before the
+   * link counts as up, so ids the owner gave while Redis was away are not
+   * given again by this node's publishes or any that follow. May be NULL. */
+  uint64_t (*floor)(void *user, const char *room);
 } wshub_cluster_cb_t;
 
 /* Parses "redis://host[:port][/db]" (host may be a bracketed IPv6 literal;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "cluster.h"
 #include "wshub.h"
 
 #ifndef WSHUB_SOURCE_PUBLIC
@@ -129,6 +130,8 @@ static void usage(FILE *f) {
       "  --session-timeout S      an HTTP (SSE / polling) session with no "
       "open\n"
       "                           request ends after S (default 60)\n"
+      "  --redis URL              share rooms with the other nodes using the\n"
+      "                           Redis at redis://host[:port][/db]\n"
       "\n"
       "Process:\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
@@ -222,6 +225,7 @@ enum {
   OPT_DEFLATE_THRESHOLD,
   OPT_DEFLATE_LEVEL,
   OPT_DEFLATE_CLIENT_WINDOW,
+  OPT_REDIS,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -260,6 +264,7 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"deflate-level", required_argument, NULL, OPT_DEFLATE_LEVEL},
       {"deflate-client-window", required_argument, NULL,
        OPT_DEFLATE_CLIENT_WINDOW},
+      {"redis", required_argument, NULL, OPT_REDIS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -375,6 +380,14 @@ static int parse_args(main_t *m, int argc, char **argv) {
       if (parse_int(optarg, 1, 9, &cfg->deflate_level) != 0)
         return bad(name, optarg, "expected 1-9");
       break;
+    case OPT_REDIS: {
+      char host[256];
+      int port, db;
+      if (wshub_cluster_parse_url(optarg, host, sizeof(host), &port, &db) != 0)
+        return bad(name, optarg, "expected redis://host[:port][/db]");
+      m->chat_cfg.redis_url = optarg;
+      break;
+    }
     case OPT_DEFLATE_CLIENT_WINDOW: {
       int bits;
       if (parse_int(optarg, 0, 15, &bits) != 0 || (bits > 0 && bits < 8))
@@ -535,7 +548,8 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
     return r;
   w->loop.data = w;
   wshub_config_t cfg = m->cfg;
-  cfg.id_first = i + 1;
+  cfg.id_first =
+      m->chat != NULL ? wshub_chat_id_first(m->chat, i, m->threads) : i + 1;
   cfg.id_step = m->threads;
   if (m->chat != NULL)
     wshub_chat_install(m->chat, &cfg);

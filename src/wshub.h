@@ -266,6 +266,8 @@ typedef struct {
   uint64_t session_timeout_ms; /* an HTTP session (SSE / polling) without
                                   open requests ends after this (default
                                   60000) */
+  const char *redis_url; /* "redis://host[:port][/db]": share rooms with the
+                            other nodes using this Redis (NULL: alone) */
 } wshub_chat_config_t;
 
 void wshub_chat_config_init(wshub_chat_config_t *cfg);
@@ -289,5 +291,11 @@ int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
                       wshub_server_t *server);
 void wshub_chat_detach(wshub_chat_t *chat, unsigned index);
 size_t wshub_client_count(const wshub_server_t *s);
+
+/* The id_first of thread `index` of `nthreads` for a server of this chat:
+ * index + 1 when the chat is alone; with Redis, ids also carry the node's
+ * random number, so that they are unique across nodes. */
+uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index,
+                             unsigned nthreads);
 
 #endif

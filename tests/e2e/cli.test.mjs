@@ -18,6 +18,7 @@ const OPTIONS = [
   '--host', '--port', '--public', '--header-timeout', '--keepalive-timeout',
   '--max-header-bytes', '--max-headers', '--max-body', '--log-level', '--help', '--version',
   '--deflate', '--deflate-threshold', '--deflate-level', '--deflate-client-window',
+  '--redis',
 ];
 
 test('--help prints usage listing every option to stdout and exits 0', async () => {
@@ -56,6 +57,8 @@ const BAD = [
   [['--deflate-level', '10'], 'deflate-level'],
   [['--deflate-client-window', '7'], 'deflate-client-window'],
   [['--deflate-client-window', '16'], 'deflate-client-window'],
+  [['--redis', 'http://127.0.0.1:6379'], 'redis'],
+  [['--redis', 'redis://127.0.0.1:0'], 'redis'],
 ];
 
 for (const [bad, name] of BAD) {

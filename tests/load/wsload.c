@@ -238,6 +238,8 @@ typedef struct wsl_opts {
   uint32_t deflate_threshold; /* compress messages of at least this size */
   uint32_t deflate_level;     /* zlib level, 1..9 */
   uint32_t deflate_cache;     /* inflate-cache slots, 0 = none */
+  uint16_t ports[16];         /* --ports: connection i goes to ports[i % n] */
+  uint32_t nports;
 } wsl_opts_t;
 
 typedef struct wsl_ctx {
@@ -1803,6 +1805,22 @@ static void conn_feed(wsl_ctx_t *ctx, wsl_conn_t *c, const char *data,
 
 static void conn_on_connected(wsl_ctx_t *ctx, wsl_conn_t *c);
 
+/* The server address of c: the URL's, or with --ports the URL's host and
+ * port number c->index % n of the list (several nodes of one cluster). */
+static const struct sockaddr *conn_addr(const wsl_ctx_t *ctx,
+                                        const wsl_conn_t *c,
+                                        struct sockaddr_storage *tmp) {
+  if (ctx->opt.nports == 0)
+    return (const struct sockaddr *)&ctx->addr;
+  memcpy(tmp, &ctx->addr, sizeof *tmp);
+  uint16_t port = htons(ctx->opt.ports[c->index % ctx->opt.nports]);
+  if (tmp->ss_family == AF_INET)
+    ((struct sockaddr_in *)tmp)->sin_port = port;
+  else
+    ((struct sockaddr_in6 *)tmp)->sin6_port = port;
+  return (const struct sockaddr *)tmp;
+}
+
 /* A new socket for c (bound to its source address), or -1. */
 static int conn_socket(wsl_ctx_t *ctx, const wsl_conn_t *c) {
   int fd = socket(ctx->addr.ss_family,
@@ -1856,7 +1874,8 @@ static void conn_reconnect(wsl_ctx_t *ctx, wsl_conn_t *c) {
   c->reconnecting = true;
   c->t_state = wsl_now();
   conn_set_events(ctx, c, true);
-  if (connect(fd, (struct sockaddr *)&ctx->addr, ctx->addrlen) == 0)
+  struct sockaddr_storage tmp;
+  if (connect(fd, conn_addr(ctx, c, &tmp), ctx->addrlen) == 0)
     conn_on_connected(ctx, c);
   else if (errno != EINPROGRESS)
     conn_fail(ctx, c, &ctx->connect_errors);
@@ -1966,7 +1985,8 @@ static void conn_start(wsl_ctx_t *ctx, wsl_conn_t *c) {
   c->fd = fd;
   conn_set_state(ctx, c, WSL_ST_CONNECTING);
   conn_set_events(ctx, c, true);
-  int r = connect(fd, (struct sockaddr *)&ctx->addr, ctx->addrlen);
+  struct sockaddr_storage tmp;
+  int r = connect(fd, conn_addr(ctx, c, &tmp), ctx->addrlen);
   if (r == 0)
     conn_on_connected(ctx, c);
   else if (errno != EINPROGRESS)
@@ -2328,6 +2348,9 @@ static void usage(FILE *f) {
       "  --deflate-threshold BYTES  compress messages of at least BYTES\n"
       "                      (default 64)\n"
       "  --deflate-level L   zlib level 1..9 for what is sent (default 6)\n"
+      "  --ports P1,P2,...   connect to the URL's host on these ports "
+      "instead,\n"
+      "                      connection i to port i %% n (cluster nodes)\n"
       "  --deflate-cache N   slots of the cache of messages compressed on\n"
       "                      their own and what they inflate to (default\n"
       "                      65536; 0 = inflate every message)\n"
@@ -2421,6 +2444,7 @@ static bool parse_url(wsl_opts_t *o, const char *url) {
 static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   enum {
     O_URL = 256,
+    O_PORTS,
     O_CONNS,
     O_SENDERS,
     O_RATE,
@@ -2449,6 +2473,7 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
   };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, O_URL},
+      {"ports", required_argument, NULL, O_PORTS},
       {"connections", required_argument, NULL, O_CONNS},
       {"senders", required_argument, NULL, O_SENDERS},
       {"rate", required_argument, NULL, O_RATE},
@@ -2504,6 +2529,23 @@ static int parse_opts(wsl_opts_t *o, int argc, char **argv) {
     case O_URL:
       ok = have_url = parse_url(o, a);
       break;
+    case O_PORTS: {
+      /* Comma-separated ports: the URL's host on each (nodes of a cluster,
+       * connections spread round-robin). */
+      o->nports = 0;
+      ok = true;
+      for (const char *p = a; ok && *p;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        ok = end != p && v >= 1 && v <= 65535 && o->nports < 16 &&
+             (*end == ',' || *end == '\0');
+        if (ok)
+          o->ports[o->nports++] = (uint16_t)v;
+        p = *end == ',' ? end + 1 : end;
+      }
+      ok = ok && o->nports > 0;
+      break;
+    }
     case O_CONNS:
       ok = opt_u32(a, 1, 10000000, &o->connections);
       break;

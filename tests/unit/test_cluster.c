@@ -296,8 +296,11 @@ static void on_done(void *arg, uint64_t id, int err) {
   d->err = err;
 }
 
-static const wshub_cluster_cb_t link_cb = {link_on_message, link_on_state,
-                                           link_on_log};
+static const wshub_cluster_cb_t link_cb = {
+    .on_message = link_on_message,
+    .on_state = link_on_state,
+    .on_log = link_on_log,
+};
 
 static void link_open(test_t *t, link_t *l, const char *name, int port) {
   unit_t *T = t->T;
