@@ -92,11 +92,11 @@ wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
 
 uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index,
                              unsigned nthreads) {
-  if (nthreads == 0)
-    nthreads = 1;
-  /* id - 1 = index + nthreads * (node * 2^32 + k): the thread is still
-   * (id - 1) % nthreads, the node ((id - 1) / nthreads) >> 32. */
-  return index + 1 + (uint64_t)nthreads * (chat->node << 32);
+  (void)nthreads;
+  /* id - 1 = node * 2^40 + index + nthreads * k: the node is
+   * (id - 1) >> 40 whatever its thread count, the thread the low 40 bits
+   * modulo nthreads (chatbus.c). */
+  return (chat->node << WSHUB_CHAT_NODE_SHIFT) + index + 1;
 }
 
 /* Once a second on thread 0's loop: idle HTTP sessions end even when

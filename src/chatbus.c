@@ -65,7 +65,11 @@ unsigned chat_bus_thread_of(const chat_bus_t *bus, const char *id) {
   if (bus->nthreads == 0 || id[0] != 'c')
     return 0;
   unsigned long long n = strtoull(id + 1, NULL, 10);
-  return n == 0 ? 0 : (unsigned)((n - 1) % bus->nthreads);
+  if (n == 0)
+    return 0;
+  /* Above bit 40: the node's number (with Redis, see chat.c). */
+  uint64_t local = (n - 1) & ((UINT64_C(1) << WSHUB_CHAT_NODE_SHIFT) - 1);
+  return (unsigned)(local % bus->nthreads);
 }
 
 /* Runs one item on the server of the thread it was queued for. Returns

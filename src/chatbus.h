@@ -38,7 +38,12 @@ int chat_bus_attach(chat_bus_t *bus, unsigned index, uv_loop_t *loop,
  * dropped) and close the async handle. */
 void chat_bus_detach(chat_bus_t *bus, unsigned index);
 
-/* The thread of a client id ("c<n>"): (n - 1) % nthreads; 0 if direct. */
+/* Client ids are "c<n>"; with Redis, n - 1 carries the node's number from
+ * this bit up (chat.c). */
+#define WSHUB_CHAT_NODE_SHIFT 40
+
+/* The thread of a client id ("c<n>"): the low 40 bits of n - 1 modulo
+ * nthreads; 0 if direct. */
 unsigned chat_bus_thread_of(const chat_bus_t *bus, const char *id);
 
 /* `from` is the server of the calling thread. `except` is a client id or
