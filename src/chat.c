@@ -840,11 +840,42 @@ static void chat_post(chat_ctx_t *x, const char *room, const char *text,
     x->cap->id = r->last_id;
 }
 
+json_t *chat_direct_obj(const char *from, size_t from_len, const char *to,
+                        size_t to_len, const char *text, size_t len,
+                        int64_t ts) {
+  json_t *f = json_loadb(from, from_len, 0, NULL);
+  json_t *t = json_loadb(to, to_len, 0, NULL);
+  json_t *s = json_stringn(text, len);
+  json_t *o = NULL;
+  if (json_is_object(f) && json_is_object(t) && s != NULL)
+    o = json_pack("{s:s, s:O, s:O, s:O, s:I, s:b, s:{s:O}}", "type", "direct",
+                  "from", f, "to", t, "text", s, "timestamp", (json_int_t)ts,
+                  "own", 0, "params", "value", s);
+  json_decref(f);
+  json_decref(t);
+  json_decref(s);
+  return o;
+}
+
+void chat_send_user(chat_ctx_t *x, const chat_user_t *u, const json_t *o) {
+  chat_send_to(x, u, o, NULL);
+}
+
+const char *chat_user_member_json(chat_user_t *u) {
+  return chat_member_json(u);
+}
+
 static void chat_direct(chat_ctx_t *x, const char *to, const char *text,
                         size_t len) {
   chat_user_t *peer = wshub_map_get(&x->chat->users, to);
   if (peer == NULL) {
-    chat_error(x, "unknown_client", "No such client is connected");
+    int r = chat_text_ok(x, len)
+                ? chat_cluster_direct(x, to, text, len, chat_now_ms())
+                : 2;
+    if (r == 0)
+      chat_error(x, "unknown_client", "No such client is connected");
+    else if (r < 0)
+      x->failed = 1;
     return;
   }
   if (!chat_text_ok(x, len))

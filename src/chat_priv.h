@@ -162,6 +162,15 @@ char *chat_dump(const json_t *o, size_t flags, size_t *len);
 int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
               size_t from_len, const char *fid, chat_user_t *sender,
               const char *text, size_t len, int64_t ts);
+/* The `direct` message object (own false) between two members, given as
+ * JSON text; NULL if out of memory or a member is not JSON. */
+json_t *chat_direct_obj(const char *from, size_t from_len, const char *to,
+                        size_t to_len, const char *text, size_t len,
+                        int64_t ts);
+/* Sends o to user u (its connection or streams). */
+void chat_send_user(chat_ctx_t *x, const chat_user_t *u, const json_t *o);
+/* The member JSON of u (cached); NULL if out of memory. */
+const char *chat_user_member_json(chat_user_t *u);
 
 /* ---- chatcluster.c, for chat.c (the lock is held) ---- */
 
@@ -174,6 +183,13 @@ int chat_cluster_post(wshub_chat_t *chat, chat_room_t *r, const char *from,
                       size_t len, int64_t ts);
 /* Room r gained its first member on this node (on = 1) or lost its last. */
 void chat_cluster_watch(wshub_chat_t *chat, chat_room_t *r, int on);
+/* A direct message from x->user to client `to` of another node (the id
+ * names it): sent there; the recipient's node delivers it and answers with
+ * the sender's own copy, or unknown_client. 1 if sent this way, 0 if `to`
+ * is not a client of another node (or the link is down), -1 if out of
+ * memory. */
+int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
+                        size_t len, int64_t ts);
 
 /* ---- chathttp.c, for chat.c ---- */
 

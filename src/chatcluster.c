@@ -21,6 +21,14 @@
  *
  * A published message is "<sender id>\n<timestamp>\n<sender member JSON>\n
  * <text>": the JSON has no raw line breaks, the text may.
+ *
+ * Direct messages: every node listens on its own channel, pseudo-room
+ * "@n<node>" (room names cannot hold '@'), and a client id names its node
+ * (chat.c). A direct message to a client of another node goes there as
+ * "d\n<from id>\n<to id>\n<ts>\n<from JSON>\n<text>"; that node delivers it
+ * and answers the sender's node with the sender's own copy,
+ * "c\n<from id>\n<ts>\n<to JSON>\n<from JSON>\n<text>", or with
+ * "e\n<from id>\n<to id>" when there is no such client (unknown_client).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +37,7 @@
 #include "cluster.h"
 #include "server.h"
 
-enum { CC_UNSUBSCRIBE, CC_SUBSCRIBE, CC_PUBLISH };
+enum { CC_UNSUBSCRIBE, CC_SUBSCRIBE, CC_PUBLISH, CC_SEND };
 
 typedef struct chat_cluster_op_s {
   struct chat_cluster_op_s *next;
@@ -98,7 +106,156 @@ int chat_cluster_post(wshub_chat_t *chat, chat_room_t *r, const char *from,
   return 0;
 }
 
+/* The channel (pseudo-room) of node `node`. */
+static void cc_node_room(char out[CHAT_ROOM_BYTES], uint64_t node) {
+  snprintf(out, CHAT_ROOM_BYTES, "@n%llu", (unsigned long long)node);
+}
+
+/* The node a client id names (chat.c), 0 if none. */
+static uint64_t cc_node_of(const char *id) {
+  if (id[0] != 'c' || id[1] < '1' || id[1] > '9')
+    return 0;
+  char *end;
+  unsigned long long n = strtoull(id + 1, &end, 10);
+  return *end == '\0' && n > 0 ? (n - 1) >> WSHUB_CHAT_NODE_SHIFT : 0;
+}
+
+/* Queues a message for node `node`'s channel. 0, or -1 if out of memory. */
+static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
+                   size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += strlen(parts[i]) + (i + 1 < n);
+  char room[CHAT_ROOM_BYTES];
+  cc_node_room(room, node);
+  chat_cluster_op_t *op = cc_op(CC_SEND, room, total);
+  if (op == NULL)
+    return -1;
+  char *p = op->payload;
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(parts[i]);
+    memcpy(p, parts[i], l);
+    p += l;
+    if (i + 1 < n)
+      *p++ = '\n';
+  }
+  *p = '\0';
+  cc_push(chat, op);
+  return 0;
+}
+
+int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
+                        size_t len, int64_t ts) {
+  wshub_chat_t *chat = x->chat;
+  uint64_t node = cc_node_of(to);
+  if (chat->cluster == NULL || !chat->cluster_up || node == 0 ||
+      node == chat->node)
+    return 0;
+  const char *from = chat_user_member_json(x->user);
+  char *t = malloc(len + 1);
+  if (from == NULL || t == NULL) {
+    free(t);
+    return -1;
+  }
+  memcpy(t, text, len);
+  t[len] = '\0';
+  char tss[24];
+  snprintf(tss, sizeof(tss), "%lld", (long long)ts);
+  const char *parts[] = {"d", x->user->id, to, tss, from, t};
+  int r = cc_send(chat, node, parts, 6);
+  free(t);
+  return r == 0 ? 1 : -1;
+}
+
 /* ---- on thread 0 ---- */
+
+/* Splits payload into n fields at line breaks (the last takes the rest,
+ * line breaks and all); 0, or -1 when there are fewer. */
+static int cc_fields(const char *p, size_t len, size_t n, const char **f,
+                     size_t *fl) {
+  const char *end = p + len;
+  for (size_t i = 0; i + 1 < n; i++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL)
+      return -1;
+    f[i] = p;
+    fl[i] = (size_t)(nl - p);
+    p = nl + 1;
+  }
+  f[n - 1] = p;
+  fl[n - 1] = (size_t)(end - p);
+  return 0;
+}
+
+/* A copy of a field as a C string (ids fit in 24 bytes). */
+static int cc_id(char out[24], const char *f, size_t l) {
+  if (l == 0 || l >= 24)
+    return -1;
+  memcpy(out, f, l);
+  out[l] = '\0';
+  return 0;
+}
+
+/* Something for this node on its own channel (see the top). */
+static void cc_on_node(wshub_chat_t *chat, const char *payload, size_t len) {
+  const char *f[6];
+  size_t fl[6];
+  char fid[24], to[24];
+  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
+  uv_mutex_lock(&chat->lock);
+  if (len >= 2 && payload[0] == 'd' && payload[1] == '\n' &&
+      cc_fields(payload + 2, len - 2, 5, f, fl) == 0 &&
+      cc_id(fid, f[0], fl[0]) == 0 && cc_id(to, f[1], fl[1]) == 0) {
+    /* A direct message for a client here. */
+    chat_user_t *peer = wshub_map_get(&chat->users, to);
+    const char *to_json = peer ? chat_user_member_json(peer) : NULL;
+    int64_t ts = strtoll(f[2], NULL, 10);
+    if (peer == NULL || to_json == NULL) {
+      const char *parts[] = {"e", fid, to};
+      cc_send(chat, cc_node_of(fid), parts, 3);
+    } else {
+      json_t *o = chat_direct_obj(f[3], fl[3], to_json, strlen(to_json), f[4],
+                                  fl[4], ts);
+      if (o != NULL)
+        chat_send_user(&x, peer, o);
+      json_decref(o);
+      /* The sender's own copy, with the recipient as this node knows it. */
+      char *rest = malloc(fl[3] + 1 + fl[4] + 1);
+      if (rest != NULL) {
+        memcpy(rest, f[3], fl[3]);
+        rest[fl[3]] = '\n';
+        memcpy(rest + fl[3] + 1, f[4], fl[4]);
+        rest[fl[3] + 1 + fl[4]] = '\0';
+        char tss[24];
+        snprintf(tss, sizeof(tss), "%lld", (long long)ts);
+        const char *parts[] = {"c", fid, tss, to_json, rest};
+        cc_send(chat, cc_node_of(fid), parts, 5);
+        free(rest);
+      }
+    }
+  } else if (len >= 2 && payload[0] == 'c' && payload[1] == '\n' &&
+             cc_fields(payload + 2, len - 2, 5, f, fl) == 0 &&
+             cc_id(fid, f[0], fl[0]) == 0) {
+    /* The own copy of a direct message one of ours sent. */
+    chat_user_t *u = wshub_map_get(&chat->users, fid);
+    json_t *o = u ? chat_direct_obj(f[3], fl[3], f[2], fl[2], f[4], fl[4],
+                                    strtoll(f[1], NULL, 10))
+                  : NULL;
+    if (o != NULL && json_object_set_new(o, "own", json_true()) == 0)
+      chat_send_user(&x, u, o);
+    json_decref(o);
+  } else if (len >= 2 && payload[0] == 'e' && payload[1] == '\n' &&
+             cc_fields(payload + 2, len - 2, 2, f, fl) == 0 &&
+             cc_id(fid, f[0], fl[0]) == 0) {
+    x.user = wshub_map_get(&chat->users, fid);
+    if (x.user != NULL)
+      chat_error(&x, "unknown_client", "No such client is connected");
+  } else {
+    wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
+              "redis: a malformed message for this node, ignored");
+  }
+  uv_mutex_unlock(&chat->lock);
+}
 
 /* A message to this node's members of its room: id 0 for the room's next
  * id here (a message delivered without Redis). */
@@ -140,10 +297,13 @@ static void cc_deliver(wshub_chat_t *chat, const char *room, uint64_t id,
   uv_mutex_unlock(&chat->lock);
 }
 
-/* A message heard on a room's channel. */
+/* A message heard on a room's channel, or on this node's own. */
 static void cc_on_message(void *user, const char *room, uint64_t id,
                           const char *payload, size_t len) {
-  cc_deliver(user, room, id, payload, len);
+  if (room[0] == '@')
+    cc_on_node(user, payload, len);
+  else if (id > 0)
+    cc_deliver(user, room, id, payload, len);
 }
 
 static void cc_publish(wshub_chat_t *chat, chat_cluster_op_t *op) {
@@ -185,7 +345,14 @@ static void cc_on_wake(uv_async_t *a) {
       return;
     if (op->kind == CC_PUBLISH)
       cc_publish(chat, op);
-    else if (op->kind == CC_SUBSCRIBE)
+    else if (op->kind == CC_SEND) {
+      int err =
+          wshub_cluster_send(chat->cluster, op->room, op->payload, op->len);
+      if (err != 0)
+        wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
+                  "redis: a direct message for %s not sent: %s", op->room,
+                  wshub_strerror(err));
+    } else if (op->kind == CC_SUBSCRIBE)
       wshub_cluster_subscribe(chat->cluster, op->room);
     else
       wshub_cluster_unsubscribe(chat->cluster, op->room);
@@ -243,6 +410,14 @@ int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop) {
   wshub_cluster_t *c;
   r = wshub_cluster_new(loop, chat->cfg.redis_url, &cb, chat, &c);
   if (r != 0) {
+    uv_close((uv_handle_t *)&chat->cluster_wake, NULL);
+    return r;
+  }
+  char own[CHAT_ROOM_BYTES];
+  cc_node_room(own, chat->node);
+  r = wshub_cluster_subscribe(c, own); /* direct messages for this node */
+  if (r != 0) {
+    wshub_cluster_close(c);
     uv_close((uv_handle_t *)&chat->cluster_wake, NULL);
     return r;
   }

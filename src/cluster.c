@@ -388,7 +388,7 @@ static void cluster_on_sub(redisAsyncContext *ac, void *reply, void *priv) {
     return; /* left already: an unsubscribe is on its way */
   char *end;
   unsigned long long id = strtoull(msg->str, &end, 10);
-  if (end == msg->str || *end != ' ' || id == 0) {
+  if (end == msg->str || *end != ' ') {
     cluster_log(c, 1, "redis: a malformed message on %s", ch->str);
     return;
   }
@@ -649,6 +649,28 @@ int wshub_cluster_publish(wshub_cluster_t *c, const char *room,
   int r = cluster_send_publish(c, p);
   if (r != 0)
     cluster_pub_free(p);
+  return r;
+}
+
+int wshub_cluster_send(wshub_cluster_t *c, const char *room,
+                       const char *payload, size_t len) {
+  if (!c->up || c->closing || c->cmd == NULL)
+    return UV_ENOTCONN;
+  char ch[320];
+  if (snprintf(ch, sizeof(ch), CLUSTER_PREFIX "%s", room) >= (int)sizeof(ch))
+    return UV_EINVAL;
+  char *msg = malloc(len + 2);
+  if (msg == NULL)
+    return UV_ENOMEM;
+  msg[0] = '0';
+  msg[1] = ' ';
+  memcpy(msg + 2, payload, len);
+  const char *argv[3] = {"PUBLISH", ch, msg};
+  size_t lens[3] = {7, strlen(ch), len + 2};
+  int r = redisAsyncCommandArgv(c->cmd, NULL, NULL, 3, argv, lens) == REDIS_OK
+              ? 0
+              : UV_ENOTCONN;
+  free(msg);
   return r;
 }
 

@@ -39,7 +39,8 @@
 typedef struct wshub_cluster_s wshub_cluster_t;
 
 typedef struct {
-  /* A message heard on a subscribed room's channel (ours included). */
+  /* A message heard on a subscribed room's channel (ours included); id 0
+   * for one sent with wshub_cluster_send. */
   void (*on_message)(void *user, const char *room, uint64_t id,
                      const char *payload, size_t len);
   /* The link is up (1: connected, script loaded, rooms subscribed) or went
@@ -85,6 +86,11 @@ int wshub_cluster_publish(wshub_cluster_t *c, const char *room,
                           const char *payload, size_t len, uint64_t floor,
                           size_t history, wshub_cluster_published_cb done,
                           void *arg);
+
+/* Publishes payload on the room's channel as it is, with id 0: no counter,
+ * no Stream (messages between nodes that are not room messages). */
+int wshub_cluster_send(wshub_cluster_t *c, const char *room,
+                       const char *payload, size_t len);
 
 /* Disconnects and frees the link once its handles are closed; no callback
  * runs after this returns (pending publishes are not called back). */

@@ -486,3 +486,45 @@ test('POST /messages with Redis up: 202 {"type":"accepted"} without id; a client
     await b1.expectNothing({ type: 'message', text });
   });
 });
+
+test('direct messages across nodes: delivered to the client on the other node, the sender gets its own copy; an unknown id there → unknown_client', async () => {
+  await withCluster(async ({ tr, redis, node }) => {
+    const r = await redis();
+    const A = await node(r.port, ['--threads', '2']);
+    const B = await node(r.port, ['--threads', '1']);
+    const room = uniqueRoom('dm');
+    const [a1] = await openClients(tr, [A], 1, room);
+    const [b1] = await openClients(tr, [B], 1, room);
+    await probeUntil(b1, [a1, b1], 'dm', RECOVER_MS); // both nodes up and subscribed
+    assert.notEqual(a1.id, b1.id);
+
+    const text = 'psst, bob\nacross nodes ✓';
+    a1.send({ type: 'message', to: b1.id, text });
+    const got = await b1.next({ type: 'direct', text }, DELIVERY_MS);
+    assert.deepEqual(got.from, a1.member, 'from: the sender as its node knows it');
+    assert.deepEqual(got.to, b1.member, 'to: the recipient');
+    assert.equal(got.own, false);
+    assert.deepEqual(got.params, { value: text });
+    const mine = await a1.next({ type: 'direct', text }, DELIVERY_MS);
+    assert.deepEqual(mine.to, b1.member, "the sender's copy names the recipient with its nick");
+    assert.deepEqual(mine.from, a1.member);
+    assert.equal(mine.own, true);
+
+    // And back, from the --threads 1 node to the --threads 2 one.
+    b1.send({ type: 'message', to: a1.id, text: 'hi ann' });
+    const back = await a1.next({ type: 'direct', text: 'hi ann' }, DELIVERY_MS);
+    assert.deepEqual(back.from, b1.member);
+    assert.equal(back.own, false);
+    assert.equal((await b1.next({ type: 'direct', text: 'hi ann' }, DELIVERY_MS)).own, true);
+
+    // An id that names B's node but no client there.
+    const n = BigInt(b1.id.slice(1));
+    const ghost = `c${n + 1000n}`;
+    a1.send({ type: 'message', to: ghost, text: 'anyone?' });
+    const err = await a1.next({ type: 'error' }, DELIVERY_MS);
+    assert.equal(err.code, 'unknown_client');
+    // Nothing reached b1 from it.
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(b1.received.filter((m) => m.text === 'anyone?').length, 0);
+  });
+});
