@@ -120,12 +120,14 @@ static uint64_t cc_node_of(const char *id) {
   return *end == '\0' && n > 0 ? (n - 1) >> WSHUB_CHAT_NODE_SHIFT : 0;
 }
 
-/* Queues a message for node `node`'s channel. 0, or -1 if out of memory. */
+/* Queues a message for node `node`'s channel: the parts joined by line
+ * breaks, the last one `last_len` bytes long (a text may hold NULs), the
+ * others C strings. 0, or -1 if out of memory. */
 static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
-                   size_t n) {
+                   size_t n, size_t last_len) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++)
-    total += strlen(parts[i]) + (i + 1 < n);
+    total += (i + 1 < n ? strlen(parts[i]) + 1 : last_len);
   char room[CHAT_ROOM_BYTES];
   cc_node_room(room, node);
   chat_cluster_op_t *op = cc_op(CC_SEND, room, total);
@@ -133,7 +135,7 @@ static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
     return -1;
   char *p = op->payload;
   for (size_t i = 0; i < n; i++) {
-    size_t l = strlen(parts[i]);
+    size_t l = i + 1 < n ? strlen(parts[i]) : last_len;
     memcpy(p, parts[i], l);
     p += l;
     if (i + 1 < n)
@@ -152,19 +154,12 @@ int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
       node == chat->node)
     return 0;
   const char *from = chat_user_member_json(x->user);
-  char *t = malloc(len + 1);
-  if (from == NULL || t == NULL) {
-    free(t);
+  if (from == NULL)
     return -1;
-  }
-  memcpy(t, text, len);
-  t[len] = '\0';
   char tss[24];
   snprintf(tss, sizeof(tss), "%lld", (long long)ts);
-  const char *parts[] = {"d", x->user->id, to, tss, from, t};
-  int r = cc_send(chat, node, parts, 6);
-  free(t);
-  return r == 0 ? 1 : -1;
+  const char *parts[] = {"d", x->user->id, to, tss, from, text};
+  return cc_send(chat, node, parts, 6, len) == 0 ? 1 : -1;
 }
 
 /* ---- on thread 0 ---- */
@@ -212,26 +207,19 @@ static void cc_on_node(wshub_chat_t *chat, const char *payload, size_t len) {
     int64_t ts = strtoll(f[2], NULL, 10);
     if (peer == NULL || to_json == NULL) {
       const char *parts[] = {"e", fid, to};
-      cc_send(chat, cc_node_of(fid), parts, 3);
+      cc_send(chat, cc_node_of(fid), parts, 3, strlen(to));
     } else {
       json_t *o = chat_direct_obj(f[3], fl[3], to_json, strlen(to_json), f[4],
                                   fl[4], ts);
       if (o != NULL)
         chat_send_user(&x, peer, o);
       json_decref(o);
-      /* The sender's own copy, with the recipient as this node knows it. */
-      char *rest = malloc(fl[3] + 1 + fl[4] + 1);
-      if (rest != NULL) {
-        memcpy(rest, f[3], fl[3]);
-        rest[fl[3]] = '\n';
-        memcpy(rest + fl[3] + 1, f[4], fl[4]);
-        rest[fl[3] + 1 + fl[4]] = '\0';
-        char tss[24];
-        snprintf(tss, sizeof(tss), "%lld", (long long)ts);
-        const char *parts[] = {"c", fid, tss, to_json, rest};
-        cc_send(chat, cc_node_of(fid), parts, 5);
-        free(rest);
-      }
+      /* The sender's own copy, with the recipient as this node knows it:
+       * the sender's JSON and the text go back as they came, one part. */
+      char tss[24];
+      snprintf(tss, sizeof(tss), "%lld", (long long)ts);
+      const char *parts[] = {"c", fid, tss, to_json, f[3]};
+      cc_send(chat, cc_node_of(fid), parts, 5, (size_t)(payload + len - f[3]));
     }
   } else if (len >= 2 && payload[0] == 'c' && payload[1] == '\n' &&
              cc_fields(payload + 2, len - 2, 5, f, fl) == 0 &&
