@@ -90,9 +90,7 @@ wshub_chat_t *wshub_chat_new(const wshub_chat_config_t *cfg) {
   return wshub_chat_new_threads(cfg, 1);
 }
 
-uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index,
-                             unsigned nthreads) {
-  (void)nthreads;
+uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index) {
   /* id - 1 = node * 2^40 + index + nthreads * k: the node is
    * (id - 1) >> 40 whatever its thread count, the thread the low 40 bits
    * modulo nthreads (chatbus.c). */
@@ -294,7 +292,7 @@ char *chat_dump(const json_t *o, size_t flags, size_t *len) {
 
 /* The user's member object as JSON text (cached until the nick changes);
  * NULL if out of memory. */
-static const char *chat_member_json(chat_user_t *u) {
+const char *chat_member_json(chat_user_t *u) {
   if (u->member_json == NULL) {
     json_t *m = chat_member(u);
     u->member_json = chat_dump(m, JSON_COMPACT, &u->member_json_len);
@@ -355,8 +353,8 @@ static void chat_deliver(chat_ctx_t *x, const chat_user_t *u, wshub_buf_t *f,
 
 /* To user u (the actor or a direct message's target); `room` is the room
  * the message is about, NULL for none. */
-static void chat_send_to(chat_ctx_t *x, const chat_user_t *u, const json_t *o,
-                         const char *room) {
+void chat_send_to(chat_ctx_t *x, const chat_user_t *u, const json_t *o,
+                  const char *room) {
   wshub_buf_t *f = chat_frame(o);
   if (f != NULL)
     chat_deliver(x, u, f, room);
@@ -840,29 +838,16 @@ static void chat_post(chat_ctx_t *x, const char *room, const char *text,
     x->cap->id = r->last_id;
 }
 
-json_t *chat_direct_obj(const char *from, size_t from_len, const char *to,
-                        size_t to_len, const char *text, size_t len,
+json_t *chat_direct_obj(json_t *from, json_t *to, const char *text, size_t len,
                         int64_t ts) {
-  json_t *f = json_loadb(from, from_len, 0, NULL);
-  json_t *t = json_loadb(to, to_len, 0, NULL);
   json_t *s = json_stringn(text, len);
   json_t *o = NULL;
-  if (json_is_object(f) && json_is_object(t) && s != NULL)
+  if (json_is_object(from) && json_is_object(to) && s != NULL)
     o = json_pack("{s:s, s:O, s:O, s:O, s:I, s:b, s:{s:O}}", "type", "direct",
-                  "from", f, "to", t, "text", s, "timestamp", (json_int_t)ts,
-                  "own", 0, "params", "value", s);
-  json_decref(f);
-  json_decref(t);
+                  "from", from, "to", to, "text", s, "timestamp",
+                  (json_int_t)ts, "own", 0, "params", "value", s);
   json_decref(s);
   return o;
-}
-
-void chat_send_user(chat_ctx_t *x, const chat_user_t *u, const json_t *o) {
-  chat_send_to(x, u, o, NULL);
-}
-
-const char *chat_user_member_json(chat_user_t *u) {
-  return chat_member_json(u);
 }
 
 static void chat_direct(chat_ctx_t *x, const char *to, const char *text,
@@ -880,12 +865,10 @@ static void chat_direct(chat_ctx_t *x, const char *to, const char *text,
   }
   if (!chat_text_ok(x, len))
     return;
-  json_t *t = json_stringn(text, len);
-  json_t *o = json_pack(
-      "{s:s, s:o, s:o, s:O, s:I, s:b, s:{s:O}}", "type", "direct", "from",
-      chat_member(x->user), "to", chat_member(peer), "text", t, "timestamp",
-      (json_int_t)chat_now_ms(), "own", 0, "params", "value", t);
-  json_decref(t);
+  json_t *from = chat_member(x->user), *to_m = chat_member(peer);
+  json_t *o = chat_direct_obj(from, to_m, text, len, chat_now_ms());
+  json_decref(from);
+  json_decref(to_m);
   if (o != NULL && peer != x->user)
     chat_send_to(x, peer, o, NULL);
   if (json_object_set_new(o, "own", json_true()) == 0)

@@ -162,15 +162,15 @@ char *chat_dump(const json_t *o, size_t flags, size_t *len);
 int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
               size_t from_len, const char *fid, chat_user_t *sender,
               const char *text, size_t len, int64_t ts);
-/* The `direct` message object (own false) between two members, given as
- * JSON text; NULL if out of memory or a member is not JSON. */
-json_t *chat_direct_obj(const char *from, size_t from_len, const char *to,
-                        size_t to_len, const char *text, size_t len,
+/* The `direct` message object (own false) between two members (borrowed);
+ * NULL if out of memory or a member is not an object. */
+json_t *chat_direct_obj(json_t *from, json_t *to, const char *text, size_t len,
                         int64_t ts);
-/* Sends o to user u (its connection or streams). */
-void chat_send_user(chat_ctx_t *x, const chat_user_t *u, const json_t *o);
-/* The member JSON of u (cached); NULL if out of memory. */
-const char *chat_user_member_json(chat_user_t *u);
+/* Sends o to user u (its connection, or its streams of `room`, NULL: all). */
+void chat_send_to(chat_ctx_t *x, const chat_user_t *u, const json_t *o,
+                  const char *room);
+/* The member JSON of u, cached in u; NULL if out of memory. */
+const char *chat_member_json(chat_user_t *u);
 
 /* ---- chatcluster.c, for chat.c (the lock is held) ---- */
 

@@ -153,7 +153,7 @@ int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
   if (chat->cluster == NULL || !chat->cluster_up || node == 0 ||
       node == chat->node)
     return 0;
-  const char *from = chat_user_member_json(x->user);
+  const char *from = chat_member_json(x->user);
   if (from == NULL)
     return -1;
   char tss[24];
@@ -163,6 +163,19 @@ int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
 }
 
 /* ---- on thread 0 ---- */
+
+/* The `direct` object from two members' JSON texts (chat_direct_obj);
+ * NULL if out of memory or not JSON. */
+static json_t *cc_direct(const char *from, size_t from_len, const char *to,
+                         size_t to_len, const char *text, size_t len,
+                         int64_t ts) {
+  json_t *f = json_loadb(from, from_len, 0, NULL);
+  json_t *t = json_loadb(to, to_len, 0, NULL);
+  json_t *o = chat_direct_obj(f, t, text, len, ts);
+  json_decref(f);
+  json_decref(t);
+  return o;
+}
 
 /* Splits payload into n fields at line breaks (the last takes the rest,
  * line breaks and all); 0, or -1 when there are fewer. */
@@ -203,16 +216,16 @@ static void cc_on_node(wshub_chat_t *chat, const char *payload, size_t len) {
       cc_id(fid, f[0], fl[0]) == 0 && cc_id(to, f[1], fl[1]) == 0) {
     /* A direct message for a client here. */
     chat_user_t *peer = wshub_map_get(&chat->users, to);
-    const char *to_json = peer ? chat_user_member_json(peer) : NULL;
+    const char *to_json = peer ? chat_member_json(peer) : NULL;
     int64_t ts = strtoll(f[2], NULL, 10);
     if (peer == NULL || to_json == NULL) {
       const char *parts[] = {"e", fid, to};
       cc_send(chat, cc_node_of(fid), parts, 3, strlen(to));
     } else {
-      json_t *o = chat_direct_obj(f[3], fl[3], to_json, strlen(to_json), f[4],
-                                  fl[4], ts);
+      json_t *o =
+          cc_direct(f[3], fl[3], to_json, strlen(to_json), f[4], fl[4], ts);
       if (o != NULL)
-        chat_send_user(&x, peer, o);
+        chat_send_to(&x, peer, o, NULL);
       json_decref(o);
       /* The sender's own copy, with the recipient as this node knows it:
        * the sender's JSON and the text go back as they came, one part. */
@@ -226,11 +239,11 @@ static void cc_on_node(wshub_chat_t *chat, const char *payload, size_t len) {
              cc_id(fid, f[0], fl[0]) == 0) {
     /* The own copy of a direct message one of ours sent. */
     chat_user_t *u = wshub_map_get(&chat->users, fid);
-    json_t *o = u ? chat_direct_obj(f[3], fl[3], f[2], fl[2], f[4], fl[4],
-                                    strtoll(f[1], NULL, 10))
+    json_t *o = u ? cc_direct(f[3], fl[3], f[2], fl[2], f[4], fl[4],
+                              strtoll(f[1], NULL, 10))
                   : NULL;
     if (o != NULL && json_object_set_new(o, "own", json_true()) == 0)
-      chat_send_user(&x, u, o);
+      chat_send_to(&x, u, o, NULL);
     json_decref(o);
   } else if (len >= 2 && payload[0] == 'e' && payload[1] == '\n' &&
              cc_fields(payload + 2, len - 2, 2, f, fl) == 0 &&

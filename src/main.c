@@ -548,8 +548,7 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
     return r;
   w->loop.data = w;
   wshub_config_t cfg = m->cfg;
-  cfg.id_first =
-      m->chat != NULL ? wshub_chat_id_first(m->chat, i, m->threads) : i + 1;
+  cfg.id_first = m->chat != NULL ? wshub_chat_id_first(m->chat, i) : i + 1;
   cfg.id_step = m->threads;
   if (m->chat != NULL)
     wshub_chat_install(m->chat, &cfg);

@@ -292,11 +292,10 @@ int wshub_chat_attach(wshub_chat_t *chat, unsigned index, uv_loop_t *loop,
 void wshub_chat_detach(wshub_chat_t *chat, unsigned index);
 size_t wshub_client_count(const wshub_server_t *s);
 
-/* The id_first of thread `index` of `nthreads` for a server of this chat
- * (id_step = nthreads): index + 1 when the chat is alone; with Redis, ids
+/* The id_first of thread `index` for a server of this chat (id_step: the
+ * number of threads): index + 1 when the chat is alone; with Redis, ids
  * also carry the node's random number (from bit 40 of n - 1), so that they
  * are unique across nodes and name their node. */
-uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index,
-                             unsigned nthreads);
+uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index);
 
 #endif
