@@ -49,9 +49,11 @@ static inline wshub_buf_t *wshub_buf_ref(wshub_buf_t *b) {
   return b;
 }
 
-/* Marks b as visible to other threads from now on. */
+/* Marks b, and the alternatives it already has, as visible to other
+ * threads from now on (an alternative made before is reached through b). */
 static inline void wshub_buf_share(wshub_buf_t *b) {
-  b->shared = 1;
+  for (wshub_buf_t *a = b; a != NULL; a = a->alt)
+    a->shared = 1;
 }
 void wshub_buf_unref(wshub_buf_t *b);
 

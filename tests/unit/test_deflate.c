@@ -181,8 +181,11 @@ static void test_alt_chain(unit_t *T) {
   CHECK(wshub_buf_add_alt(b, a2) == a2);
   CHECK(wshub_buf_alt(b, 1) == a1);
   CHECK(wshub_buf_alt(b, 2) == a2);
-  /* Shared: a second alternative with a taken tag is refused (freed). */
+  /* Shared: the alternatives made before are shared with it (other threads
+   * count their references too); a second alternative with a taken tag is
+   * refused (freed). */
   wshub_buf_share(b);
+  CHECK(a1->shared && a2->shared);
   wshub_buf_t *again = wshub_buf_copy("uno", 3);
   again->tag = 1;
   CHECK(wshub_buf_add_alt(b, again) == a1);
