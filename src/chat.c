@@ -150,6 +150,7 @@ static void chat_room_free(const char *key, void *value, void *arg) {
   free(r->members_json);
   free(r->name_json);
   free(r->polls);
+  chat_cluster_forget(r);
   free(r->name);
   free(r);
 }
@@ -430,7 +431,11 @@ static const char *chat_current_room(const chat_user_t *u) {
   return u->nrooms ? u->rooms[u->nrooms - 1]->name : NULL;
 }
 
-static void chat_members_stale(chat_room_t *r) {
+size_t chat_room_size(const chat_room_t *r) {
+  return r->n + r->nremote;
+}
+
+void chat_members_stale(chat_room_t *r) {
   free(r->members_json);
   r->members_json = NULL;
 }
@@ -448,6 +453,7 @@ static int chat_member_add(const wshub_chat_t *chat, chat_room_t *r,
   u->rooms[u->nrooms++] = r;
   if (r->n == 1)
     chat_cluster_watch((wshub_chat_t *)chat, r, 1);
+  chat_cluster_presence((wshub_chat_t *)chat, r, u, 1, NULL);
   return 0;
 }
 
@@ -458,6 +464,7 @@ static void chat_member_remove(const wshub_chat_t *chat, chat_room_t *r,
       if (i < chat->cfg.presence_limit)
         chat_members_stale(r);
       r->members[i] = r->members[--r->n];
+      chat_cluster_presence((wshub_chat_t *)chat, r, u, 0, NULL);
       if (r->n == 0)
         chat_cluster_watch((wshub_chat_t *)chat, r, 0);
       break;
@@ -478,8 +485,14 @@ static const char *chat_members_json(const wshub_chat_t *chat, chat_room_t *r,
   if (r->members_json == NULL) {
     json_t *list = json_array();
     int bad = list == NULL;
-    for (size_t i = 0; i < r->n && i < chat->cfg.presence_limit && !bad; i++)
+    size_t limit = chat->cfg.presence_limit;
+    for (size_t i = 0; i < r->n && i < limit && !bad; i++)
       bad = json_array_append_new(list, chat_member(r->members[i])) != 0;
+    /* Then the members on other nodes (Redis), as they sent them. */
+    for (size_t i = 0; i < r->nremote && r->n + i < limit && !bad; i++) {
+      json_t *m = json_loadb(r->remote[i].json, r->remote[i].len, 0, NULL);
+      bad = m == NULL || json_array_append_new(list, m) != 0;
+    }
     if (!bad)
       r->members_json = chat_dump(list, JSON_COMPACT, &r->members_json_len);
     json_decref(list);
@@ -499,8 +512,9 @@ static void chat_send_spliced(chat_ctx_t *x, json_t *o, const char *key,
   const char *m = r != NULL ? chat_members_json(x->chat, r, &ml) : NULL;
   char *s = NULL;
   if (o != NULL && !value->failed && (r == NULL || m != NULL) &&
-      (r == NULL || json_object_set_new(o, "member_count",
-                                        json_integer((json_int_t)r->n)) == 0))
+      (r == NULL ||
+       json_object_set_new(o, "member_count",
+                           json_integer((json_int_t)chat_room_size(r))) == 0))
     s = chat_dump(o, JSON_COMPACT, &sl);
   if (s == NULL) {
     x->failed = 1;
@@ -533,7 +547,7 @@ static void chat_send_spliced(chat_ctx_t *x, json_t *o, const char *key,
 /* Rooms larger than presence_limit get no join/leave/nick notices: each
  * would cost a frame per member, N² for N joins. */
 static int chat_announces(const wshub_chat_t *chat, const chat_room_t *r) {
-  return r->n <= chat->cfg.presence_limit;
+  return chat_room_size(r) <= chat->cfg.presence_limit;
 }
 
 /* A join or leave notice of the acting client for the others in room,
@@ -576,6 +590,39 @@ static void chat_ring_push(wshub_chat_t *chat, chat_room_t *r, chat_entry_t e) {
   }
 }
 
+void chat_ring_prepend(wshub_chat_t *chat, chat_room_t *r, chat_entry_t *e,
+                       size_t n) {
+  size_t cap = chat->cfg.history, k = 0;
+  chat_entry_t *all = calloc(n + r->len + 1, sizeof(*all));
+  if (all == NULL) {
+    for (size_t i = 0; i < n; i++)
+      free(e[i].json);
+    return; /* out of memory: the ring keeps what it had */
+  }
+  uint64_t first = r->len > 0 ? chat_ring_at(chat, r, 0)->id : UINT64_MAX;
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].id < first)
+      all[k++] = e[i];
+    else
+      free(e[i].json);
+  }
+  for (size_t i = 0; i < r->len; i++)
+    all[k++] = *chat_ring_at(chat, r, i);
+  r->start = r->len = 0;
+  for (size_t i = 0; i < k && cap > 0; i++)
+    chat_ring_push(chat, r, all[i]); /* the oldest go past cap */
+  if (cap == 0)
+    for (size_t i = 0; i < k; i++)
+      free(all[i].json);
+  free(all);
+}
+
+void chat_ring_clear(wshub_chat_t *chat, chat_room_t *r) {
+  for (size_t i = 0; i < r->len; i++)
+    free(chat_ring_at(chat, r, i)->json);
+  r->start = r->len = 0;
+}
+
 /* Appends the JSON array of the messages with id > after (at most `max`,
  * the newest) to out, "own" set for the receiving client `me`. Returns how
  * many. */
@@ -610,6 +657,33 @@ static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
 
 /* ---- protocol actions (the chat lock is held) ---- */
 
+/* Hub client `id` (the user's connection, or one of its streams) joins r
+ * now, or, while r's history is being read from Redis, once it is read:
+ * after the messages its welcome covers. 0 or UV_ENOMEM. */
+int chat_hub_join(chat_ctx_t *x, chat_room_t *r, const char *id) {
+  if (chat_cluster_waits(x->chat, r)) {
+    chat_wait_t w = {.kind = CHAT_WAIT_JOIN};
+    snprintf(w.user, sizeof(w.user), "%s", x->user->id);
+    snprintf(w.to, sizeof(w.to), "%s", id);
+    return chat_cluster_wait(r, &w);
+  }
+  return chat_bus_join(x->chat->bus, x->server, id, r->name);
+}
+
+/* 1 if the reply (kind, flag, after) to x->user about r must wait for
+ * Redis: it is recorded (x->failed if out of memory). */
+static int chat_later(chat_ctx_t *x, chat_room_t *r, int kind, int flag,
+                      uint64_t after, const char *to) {
+  if (!chat_cluster_waits(x->chat, r))
+    return 0;
+  chat_wait_t w = {.kind = kind, .flag = flag, .after = after};
+  snprintf(w.user, sizeof(w.user), "%s", x->user->id);
+  snprintf(w.to, sizeof(w.to), "%s", to != NULL ? to : "");
+  if (chat_cluster_wait(r, &w) != 0)
+    x->failed = 1;
+  return 1;
+}
+
 /* Joins `room`, telling the others. Returns the room, or NULL after
  * sending an error (or, out of memory, with x->failed set and nothing
  * changed but a new empty room). */
@@ -628,15 +702,15 @@ chat_room_t *chat_enter(chat_ctx_t *x, const char *room) {
   }
   wshub_buf_t *notice = NULL;
   if ((r == NULL && (r = chat_room(x->chat, room, 1)) == NULL) ||
-      chat_presence(x, r, "join", "joined", r->n + 1, &notice) != 0 ||
+      chat_presence(x, r, "join", "joined", chat_room_size(r) + 1, &notice) !=
+          0 ||
       chat_member_add(x->chat, r, u) != 0) {
     wshub_buf_unref(notice);
     x->failed = 1;
     return NULL;
   }
   /* An HTTP session's streams join their rooms themselves (chathttp.c). */
-  if (u->token == NULL &&
-      chat_bus_join(x->chat->bus, x->server, u->id, room) != 0) {
+  if (u->token == NULL && chat_hub_join(x, r, u->id) != 0) {
     chat_member_remove(x->chat, r, u);
     wshub_buf_unref(notice);
     x->failed = 1;
@@ -654,7 +728,8 @@ chat_room_t *chat_enter(chat_ctx_t *x, const char *room) {
 static int chat_exit(chat_ctx_t *x, chat_room_t *r, int live) {
   chat_user_t *u = x->user;
   wshub_buf_t *notice = NULL;
-  if (chat_presence(x, r, "leave", "left", r->n, &notice) != 0 && live) {
+  if (chat_presence(x, r, "leave", "left", chat_room_size(r), &notice) != 0 &&
+      live) {
     x->failed = 1;
     return UV_ENOMEM;
   }
@@ -678,6 +753,14 @@ static void chat_gap(chat_ctx_t *x, const chat_room_t *r, uint64_t after,
   uint64_t oldest = chat_oldest(x->chat, r);
   if (after + 1 >= oldest || after >= r->last_id)
     return;
+  chat_gap_to(x, r, after, oldest, to);
+}
+
+/* The `gap` message: messages after `after` and before `oldest` are lost;
+ * to the client `to`, the acting user (to NULL, x->user set) or every
+ * member of r here (both NULL). */
+void chat_gap_to(chat_ctx_t *x, const chat_room_t *r, uint64_t after,
+                 uint64_t oldest, const char *to) {
   char text[200];
   snprintf(
       text, sizeof(text), "Messages %llu to %llu in %s are no longer available",
@@ -690,14 +773,18 @@ static void chat_gap(chat_ctx_t *x, const chat_room_t *r, uint64_t after,
     x->failed = 1;
   else if (to != NULL)
     chat_bus_to(x->chat->bus, x->server, to, f);
-  else
+  else if (x->user != NULL)
     chat_deliver(x, x->user, f, r->name);
+  else
+    chat_bus_room(x->chat->bus, x->server, r->name, f, NULL);
   wshub_buf_unref(f);
   json_decref(g);
 }
 
 /* Sends `history` (preceded by `gap` when the ring lost some) for room. */
-static void chat_resume(chat_ctx_t *x, const chat_room_t *r, uint64_t after) {
+static void chat_resume(chat_ctx_t *x, chat_room_t *r, uint64_t after) {
+  if (chat_later(x, r, CHAT_WAIT_RESUME, 0, after, NULL))
+    return;
   chat_gap(x, r, after, NULL);
   wshub_jbuf_t h;
   wshub_jbuf_init(&h, 0);
@@ -715,6 +802,8 @@ static void chat_resume(chat_ctx_t *x, const chat_room_t *r, uint64_t after) {
 
 /* The `joined` reply; history is omitted (empty) when a resume follows. */
 static void chat_joined(chat_ctx_t *x, chat_room_t *r, int with_history) {
+  if (chat_later(x, r, CHAT_WAIT_JOINED, with_history, 0, NULL))
+    return;
   char text[100];
   snprintf(text, sizeof(text), "You joined %s", r->name);
   json_t *o = chat_msgf("joined", text, "{s:s, s:I}", "room", r->name,
@@ -743,14 +832,22 @@ static int chat_text_ok(chat_ctx_t *x, size_t len) {
   return 1;
 }
 
+/* 1 if a reply to user `id` about r waits (chatcluster.c). */
+static int chat_waiting(const chat_room_t *r, const char *id) {
+  for (size_t i = 0; i < r->nwaits; i++)
+    if (strcmp(r->waits[i].user, id) == 0)
+      return 1;
+  return 0;
+}
+
 /* Room message `id` to this node's members of r: into the history, to
  * everyone but its sender, the sender's own copy (when the sender is here:
  * `sender`, else NULL; `fid` is its id either way) and the held polls.
  * `from` is the sender's member JSON. Returns 0, or -1 when out of memory
  * (nothing taken). */
-int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
-              size_t from_len, const char *fid, chat_user_t *sender,
-              const char *text, size_t len, int64_t ts) {
+int chat_message_json(const chat_room_t *r, uint64_t id, const char *from,
+                      size_t from_len, const char *text, size_t len, int64_t ts,
+                      wshub_jbuf_t *out) {
   /* The message object of docs/PROTOCOL.md, field by field; "own" goes
    * last so that the sender's copy differs only in its final bytes. */
   wshub_jbuf_t j;
@@ -772,8 +869,18 @@ int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
   wshub_jbuf_lit(&j, "},\"own\":" CHAT_OWN_FALSE);
   if (j.failed) {
     wshub_jbuf_free(&j);
-    return -1; /* the message is not taken: no id, no history */
+    return -1;
   }
+  *out = j;
+  return 0;
+}
+
+int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
+              size_t from_len, const char *fid, chat_user_t *sender,
+              const char *text, size_t len, int64_t ts) {
+  wshub_jbuf_t j;
+  if (chat_message_json(r, id, from, from_len, text, len, ts, &j) != 0)
+    return -1; /* the message is not taken: no id, no history */
   wshub_buf_t *others = wshub_frame_build(WSHUB_OP_TEXT, j.data, j.len);
   uv_buf_t parts[2] = {uv_buf_init(j.data, (unsigned)(j.len - CHAT_OWN_TAIL)),
                        uv_buf_init((char *)"true}", 5)};
@@ -790,7 +897,8 @@ int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
   snprintf(e.from, sizeof(e.from), "%s", fid);
   chat_ring_push(x->chat, r, e); /* takes j.data */
   chat_bus_room(x->chat->bus, x->server, r->name, others, fid);
-  if (sender != NULL)
+  /* A sender whose welcome waits for Redis finds its message there. */
+  if (sender != NULL && !chat_waiting(r, sender->id))
     chat_deliver(x, sender, mine, r->name);
   /* Held polls of the room (chathttp.c) wake with this message. */
   for (size_t i = 0; i < r->npolls; i++) {
@@ -898,6 +1006,7 @@ static void chat_set_nick(chat_ctx_t *x, const char *nick, size_t len) {
   chat_send(x, o, NULL);
   for (size_t i = 0; i < u->nrooms && !x->failed; i++) {
     chat_room_t *r = u->rooms[i];
+    chat_cluster_presence(x->chat, r, u, 1, old);
     if (!chat_announces(x->chat, r))
       continue;
     if (json_object_set_new(o, "room", json_string(r->name)) == 0)
@@ -1127,6 +1236,8 @@ void chat_welcome(chat_ctx_t *x, chat_room_t *r, int resume, uint64_t after,
                   const char *to) {
   const wshub_chat_t *chat = x->chat;
   chat_user_t *u = x->user;
+  if (chat_later(x, r, CHAT_WAIT_WELCOME, resume, after, to))
+    return;
   char text[300];
   snprintf(text, sizeof(text), "Connected to wshub as %s in %s", u->nick,
            r->name);
@@ -1151,6 +1262,41 @@ void chat_welcome(chat_ctx_t *x, chat_room_t *r, int resume, uint64_t after,
   wshub_jbuf_free(&h);
   if (resume)
     chat_gap(x, r, after, to);
+}
+
+void chat_room_notice(chat_ctx_t *x, chat_room_t *r, const json_t *o) {
+  chat_send_room(x, r->name, o, NULL);
+}
+
+size_t chat_run_waits(wshub_chat_t *chat, chat_room_t *r) {
+  size_t failed = 0;
+  chat_wait_t *w = r->waits;
+  size_t n = r->nwaits;
+  r->waits = NULL;
+  r->nwaits = r->waits_cap = 0;
+  for (size_t i = 0; i < n; i++) {
+    chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
+    x.user = wshub_map_get(&chat->users, w[i].user);
+    if (x.user == NULL || chat_user_room(x.user, r) < 0)
+      continue; /* gone, or left the room meanwhile */
+    const char *to = w[i].to[0] ? w[i].to : NULL;
+    switch (w[i].kind) {
+    case CHAT_WAIT_JOIN:
+      x.failed = chat_bus_join(chat->bus, x.server, w[i].to, r->name) != 0;
+      break;
+    case CHAT_WAIT_WELCOME:
+      chat_welcome(&x, r, w[i].flag, w[i].after, to);
+      break;
+    case CHAT_WAIT_JOINED:
+      chat_joined(&x, r, w[i].flag);
+      break;
+    default:
+      chat_resume(&x, r, w[i].after);
+    }
+    failed += x.failed;
+  }
+  free(w);
+  return failed;
 }
 
 void chat_user_gone(chat_ctx_t *x) {

@@ -49,6 +49,44 @@ typedef struct {
 #define CHAT_OWN_FALSE "false}"
 #define CHAT_OWN_TAIL (sizeof(CHAT_OWN_FALSE) - 1)
 
+/* A member of the room on another node (with Redis): its client id and
+ * member JSON, as that node published them. */
+typedef struct {
+  char id[24];
+  uint64_t node;
+  char *json;
+  size_t len;
+} chat_remote_t;
+
+/* A reply that waits until the room's history is read from Redis
+ * (chatcluster.c): for user `user`, to hub client `to` ("": the user's own
+ * connection). */
+enum { CHAT_WAIT_JOIN, CHAT_WAIT_WELCOME, CHAT_WAIT_JOINED, CHAT_WAIT_RESUME };
+typedef struct {
+  char user[24];
+  char to[24];
+  int kind;
+  int flag; /* WELCOME: resuming; JOINED: with history */
+  uint64_t after;
+} chat_wait_t;
+
+/* With Redis, where a room's history and remote members stand. */
+enum {
+  CHAT_SYNC_NONE,    /* not read (no member here): replies wait when up */
+  CHAT_SYNC_LOADING, /* being read: replies wait, notices are held */
+  CHAT_SYNC_DONE,    /* the ring and member list follow Redis */
+  CHAT_SYNC_CATCHUP  /* reconnected: reading what was missed; held */
+};
+
+/* A message or notice heard while the room was being read, kept to be
+ * run in order afterwards (id 0: a notice). */
+typedef struct chat_held_s {
+  struct chat_held_s *next;
+  uint64_t id;
+  size_t len;
+  char payload[];
+} chat_held_t;
+
 typedef struct {
   char *name;      /* also the map key */
   char *name_json; /* the name as a JSON string */
@@ -62,7 +100,17 @@ typedef struct {
   size_t members_json_len;
   chat_poll_ref_t *polls; /* held polls (chathttp.c) */
   size_t npolls, polls_cap;
-  int heard; /* with Redis: its subscription is confirmed (chatcluster.c) */
+  /* With Redis (chatcluster.c): */
+  int heard;         /* its subscription is confirmed */
+  int sync;          /* CHAT_SYNC_* */
+  unsigned sync_gen; /* tells a stale read's answer from the current one */
+  uint64_t redis_id; /* the highest id heard from Redis */
+  int followed;      /* read from Redis since its first member here */
+  chat_wait_t *waits;
+  size_t nwaits, waits_cap;
+  chat_remote_t *remote; /* its members on other nodes */
+  size_t nremote, remote_cap;
+  chat_held_t *held, *held_tail;
 } chat_room_t;
 
 struct chat_user_s {
@@ -157,6 +205,18 @@ json_t *chat_msg(const char *type, const char *text);
  * broken JSON; json_dumpb() writes into our buffer and cannot lose bytes. */
 char *chat_dump(const json_t *o, size_t flags, size_t *len);
 
+/* The message object (own false) of a room message, as sent; 0 or -1 if
+ * out of memory. */
+int chat_message_json(const chat_room_t *r, uint64_t id, const char *from,
+                      size_t from_len, const char *text, size_t len, int64_t ts,
+                      wshub_jbuf_t *out);
+/* Puts n entries (oldest first, their json taken over) before the ring's
+ * own, those not older than its oldest dropped; the oldest of all go when
+ * past the ring's size. */
+void chat_ring_prepend(wshub_chat_t *chat, chat_room_t *r, chat_entry_t *e,
+                       size_t n);
+/* Empties the ring. */
+void chat_ring_clear(wshub_chat_t *chat, chat_room_t *r);
 /* Room message `id` to this node's members of r (see chat.c); 0 or -1
  * when out of memory. */
 int chat_emit(chat_ctx_t *x, chat_room_t *r, uint64_t id, const char *from,
@@ -172,7 +232,34 @@ void chat_send_to(chat_ctx_t *x, const chat_user_t *u, const json_t *o,
 /* The member JSON of u, cached in u; NULL if out of memory. */
 const char *chat_member_json(chat_user_t *u);
 
+/* Hub client `id` of x->user joins r (now, or after r's history is read
+ * from Redis). 0 or UV_ENOMEM. */
+int chat_hub_join(chat_ctx_t *x, chat_room_t *r, const char *id);
+/* Members of r on every node (local and remote). */
+size_t chat_room_size(const chat_room_t *r);
+/* The cached member list of r is stale (a member in its prefix changed). */
+void chat_members_stale(chat_room_t *r);
+/* o to every hub member of r on this node (x->failed if out of memory). */
+void chat_room_notice(chat_ctx_t *x, chat_room_t *r, const json_t *o);
+/* The room's replies that waited (chatcluster.c), run in order now;
+ * returns how many could not be sent (out of memory). */
+size_t chat_run_waits(wshub_chat_t *chat, chat_room_t *r);
+void chat_gap_to(chat_ctx_t *x, const chat_room_t *r, uint64_t after,
+                 uint64_t oldest, const char *to);
+
 /* ---- chatcluster.c, for chat.c (the lock is held) ---- */
+
+/* 1 when replies about r must wait until its history is read from Redis
+ * (they are recorded with chat_cluster_wait). */
+int chat_cluster_waits(const wshub_chat_t *chat, const chat_room_t *r);
+/* Frees r's Redis state (remote members, waits, held messages). */
+void chat_cluster_forget(chat_room_t *r);
+/* Records a reply to run once r is read; 0 or UV_ENOMEM. */
+int chat_cluster_wait(chat_room_t *r, const chat_wait_t *w);
+/* u joined (json: its member JSON) or left (NULL) r, or changed its nick
+ * (old: the previous nick): the other nodes are told. */
+void chat_cluster_presence(wshub_chat_t *chat, chat_room_t *r, chat_user_t *u,
+                           int joined, const char *old);
 
 /* Starts / stops the Redis link on thread 0's loop (no-ops without Redis). */
 int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop);

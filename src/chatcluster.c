@@ -35,9 +35,10 @@
 
 #include "chat_priv.h"
 #include "cluster.h"
+#include "grow.h"
 #include "server.h"
 
-enum { CC_UNSUBSCRIBE, CC_SUBSCRIBE, CC_PUBLISH, CC_SEND };
+enum { CC_UNSUBSCRIBE, CC_SUBSCRIBE, CC_PUBLISH, CC_SEND, CC_PRESENCE };
 
 typedef struct chat_cluster_op_s {
   struct chat_cluster_op_s *next;
@@ -45,7 +46,8 @@ typedef struct chat_cluster_op_s {
   uint64_t floor;
   size_t len;
   char room[CHAT_ROOM_BYTES];
-  char payload[]; /* CC_PUBLISH */
+  char member[24]; /* CC_PRESENCE: the member's id */
+  char payload[];  /* CC_PUBLISH, CC_SEND, CC_PRESENCE (the notice) */
 } chat_cluster_op_t;
 
 /* Appends an operation (the lock is held) and wakes thread 0. */
@@ -66,14 +68,61 @@ static chat_cluster_op_t *cc_op(int kind, const char *room, size_t len) {
   op->kind = kind;
   op->floor = 0;
   op->len = len;
+  op->member[0] = '\0';
   snprintf(op->room, sizeof(op->room), "%s", room);
   return op;
+}
+
+int chat_cluster_waits(const wshub_chat_t *chat, const chat_room_t *r) {
+  return chat->cluster != NULL && chat->cluster_up &&
+         (r->sync == CHAT_SYNC_NONE || r->sync == CHAT_SYNC_LOADING);
+}
+
+int chat_cluster_wait(chat_room_t *r, const chat_wait_t *w) {
+  if (wshub_grow(&r->waits, &r->waits_cap, r->nwaits, sizeof(*r->waits), 4) !=
+      0)
+    return UV_ENOMEM;
+  r->waits[r->nwaits++] = *w;
+  return 0;
+}
+
+static void cc_forget_remote(chat_room_t *r) {
+  for (size_t i = 0; i < r->nremote; i++)
+    free(r->remote[i].json);
+  r->nremote = 0;
+}
+
+static void cc_free_held(chat_room_t *r) {
+  while (r->held != NULL) {
+    chat_held_t *h = r->held;
+    r->held = h->next;
+    free(h);
+  }
+  r->held_tail = NULL;
+}
+
+void chat_cluster_forget(chat_room_t *r) {
+  cc_forget_remote(r);
+  free(r->remote);
+  free(r->waits);
+  cc_free_held(r);
 }
 
 void chat_cluster_watch(wshub_chat_t *chat, chat_room_t *r, int on) {
   if (chat->cluster == NULL)
     return;
   r->heard = 0;
+  if (!on) {
+    /* No member here any more: what this node knew of the room stops
+     * following Redis; it is read again when someone joins. */
+    r->sync = CHAT_SYNC_NONE;
+    r->sync_gen++;
+    r->followed = 0;
+    r->nwaits = 0;
+    cc_forget_remote(r);
+    cc_free_held(r);
+    chat_members_stale(r);
+  }
   chat_cluster_op_t *op = cc_op(on ? CC_SUBSCRIBE : CC_UNSUBSCRIBE, r->name, 0);
   if (op == NULL) {
     /* Out of memory: this node will not hear the room's messages from the
@@ -160,6 +209,43 @@ int chat_cluster_direct(chat_ctx_t *x, const char *to, const char *text,
   snprintf(tss, sizeof(tss), "%lld", (long long)ts);
   const char *parts[] = {"d", x->user->id, to, tss, from, text};
   return cc_send(chat, node, parts, 6, len) == 0 ? 1 : -1;
+}
+
+void chat_cluster_presence(wshub_chat_t *chat, chat_room_t *r, chat_user_t *u,
+                           int joined, const char *old) {
+  if (chat->cluster == NULL)
+    return;
+  const char *json = joined ? chat_member_json(u) : NULL;
+  char node[24];
+  snprintf(node, sizeof(node), "%llu", (unsigned long long)chat->node);
+  /* "J|N|L\n<node>\n<id>[\n<member JSON>[\n<old nick>]]" */
+  const char *parts[5] = {old      ? "N"
+                          : joined ? "J"
+                                   : "L",
+                          node, u->id, json, old};
+  size_t n = old ? 5 : joined ? 4 : 3;
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += (parts[i] ? strlen(parts[i]) : 0) + (i + 1 < n);
+  chat_cluster_op_t *op =
+      joined && json == NULL ? NULL : cc_op(CC_PRESENCE, r->name, total);
+  if (op == NULL) {
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: presence of %s in %s not shared", u->id,
+              r->name);
+    return;
+  }
+  char *p = op->payload;
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(parts[i]);
+    memcpy(p, parts[i], l);
+    p += l;
+    if (i + 1 < n)
+      *p++ = '\n';
+  }
+  *p = '\0';
+  snprintf(op->member, sizeof(op->member), "%s", u->id);
+  cc_push(chat, op);
 }
 
 /* ---- on thread 0 ---- */
@@ -258,44 +344,359 @@ static void cc_on_node(wshub_chat_t *chat, const char *payload, size_t len) {
   uv_mutex_unlock(&chat->lock);
 }
 
+/* Room message `id` (payload as published) to this node's members of r
+ * (the lock is held). */
+static void cc_emit(wshub_chat_t *chat, chat_room_t *r, uint64_t id,
+                    const char *payload, size_t len) {
+  const char *f[4];
+  size_t fl[4];
+  char fid[24];
+  if (cc_fields(payload, len, 4, f, fl) != 0 || cc_id(fid, f[0], fl[0]) != 0) {
+    wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
+              "redis: a malformed message in room %s, ignored", r->name);
+    return;
+  }
+  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
+  chat_user_t *sender = wshub_map_get(&chat->users, fid);
+  if (chat_emit(&x, r, id, f[2], fl[2], fid, sender, f[3], fl[3],
+                strtoll(f[1], NULL, 10)) != 0)
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: message %llu of room %s not delivered",
+              (unsigned long long)id, r->name);
+}
+
+/* Keeps a message (or notice: id 0) heard while r is being read. */
+static void cc_hold(wshub_chat_t *chat, chat_room_t *r, uint64_t id,
+                    const char *payload, size_t len) {
+  chat_held_t *h = malloc(sizeof(*h) + len);
+  if (h == NULL) {
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: a message of room %s lost", r->name);
+    return;
+  }
+  h->next = NULL;
+  h->id = id;
+  h->len = len;
+  memcpy(h->payload, payload, len);
+  if (r->held_tail != NULL)
+    r->held_tail->next = h;
+  else
+    r->held = h;
+  r->held_tail = h;
+}
+
 /* A message to this node's members of its room: id 0 for the room's next
  * id here (a message delivered without Redis). */
 static void cc_deliver(wshub_chat_t *chat, const char *room, uint64_t id,
                        const char *payload, size_t len) {
-  const char *end = payload + len, *fid = payload;
-  const char *ts_s = memchr(fid, '\n', len);
-  const char *from =
-      ts_s ? memchr(ts_s + 1, '\n', (size_t)(end - ts_s - 1)) : NULL;
-  const char *text =
-      from ? memchr(from + 1, '\n', (size_t)(end - from - 1)) : NULL;
-  if (text == NULL || ts_s - fid >= 24) {
-    wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
-              "redis: a malformed message in room %s, ignored", room);
-    return;
-  }
-  char fid_s[24];
-  memcpy(fid_s, fid, (size_t)(ts_s - fid));
-  fid_s[ts_s - fid] = '\0';
-  int64_t ts = strtoll(ts_s + 1, NULL, 10);
-  from++;
   uv_mutex_lock(&chat->lock);
   chat_room_t *r = chat_room(chat, room, 0);
-  if (r != NULL && id == 0)
-    id = r->last_id + 1;
   /* Redis never repeats a message, so everything heard is delivered — also
    * an id at or below the room's last one here, which happens after an
    * outage: ids this node gave while alone may be given again by Redis to
    * a message from a node that did not see them. */
   if (r != NULL && r->n > 0) {
-    chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
-    chat_user_t *sender = wshub_map_get(&chat->users, fid_s);
-    if (chat_emit(&x, r, id, from, (size_t)(text - from), fid_s, sender,
-                  text + 1, (size_t)(end - text - 1), ts) != 0)
-      wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
-                "redis: out of memory: message %llu of room %s not delivered",
-                (unsigned long long)id, room);
+    if (id == 0)
+      cc_emit(chat, r, r->last_id + 1, payload, len);
+    else if (r->sync == CHAT_SYNC_CATCHUP)
+      cc_hold(chat, r, id, payload, len); /* after what was missed */
+    else {
+      if (id > r->redis_id)
+        r->redis_id = id;
+      cc_emit(chat, r, id, payload, len);
+    }
   }
   uv_mutex_unlock(&chat->lock);
+}
+
+/* Index of remote member `id` in r, or -1. */
+static ssize_t cc_remote_find(const chat_room_t *r, const char *id) {
+  for (size_t i = 0; i < r->nremote; i++)
+    if (strcmp(r->remote[i].id, id) == 0)
+      return (ssize_t)i;
+  return -1;
+}
+
+/* Adds or replaces a remote member (json copied); 0 or -1. */
+static int cc_remote_set(chat_room_t *r, ssize_t k, const char *id,
+                         uint64_t node, const char *json, size_t len) {
+  char *copy = malloc(len + 1);
+  if (copy == NULL)
+    return -1;
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  if (k < 0) {
+    if (wshub_grow(&r->remote, &r->remote_cap, r->nremote, sizeof(*r->remote),
+                   4) != 0) {
+      free(copy);
+      return -1;
+    }
+    k = (ssize_t)r->nremote++;
+    snprintf(r->remote[k].id, sizeof(r->remote[k].id), "%s", id);
+  } else {
+    free(r->remote[k].json);
+  }
+  r->remote[k].node = node;
+  r->remote[k].json = copy;
+  r->remote[k].len = len;
+  chat_members_stale(r);
+  return 0;
+}
+
+static void cc_remote_del(chat_room_t *r, size_t k) {
+  free(r->remote[k].json);
+  r->remote[k] = r->remote[--r->nremote];
+  chat_members_stale(r);
+}
+
+/* A join, leave or nick notice about a member of another node, for this
+ * node's members of r (rooms over the presence limit get none). */
+static void cc_tell(wshub_chat_t *chat, chat_room_t *r, const char *type,
+                    const char *json, size_t len, const char *old,
+                    size_t old_len) {
+  if (chat_room_size(r) > chat->cfg.presence_limit)
+    return;
+  chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
+  json_t *m = json_loadb(json, len, 0, NULL);
+  const char *nick = json_string_value(json_object_get(m, "nick"));
+  char text[400];
+  if (strcmp(type, "nick") == 0)
+    snprintf(text, sizeof(text), "%.*s is now %s", (int)old_len, old,
+             nick ? nick : "?");
+  else
+    snprintf(text, sizeof(text), "%s %s %s", nick ? nick : "?",
+             strcmp(type, "join") == 0 ? "joined" : "left", r->name);
+  json_t *o = m != NULL ? chat_msg(type, text) : NULL;
+  if (o != NULL &&
+      (json_object_set_new(o, "room", json_string(r->name)) != 0 ||
+       json_object_set(o, "member", m) != 0 ||
+       (old != NULL &&
+        json_object_set_new(o, "old", json_stringn(old, old_len)) != 0))) {
+    json_decref(o);
+    o = NULL;
+  }
+  if (o != NULL)
+    chat_room_notice(&x, r, o);
+  if (o == NULL || x.failed)
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: a %s notice in %s not sent", type,
+              r->name);
+  json_decref(o);
+  json_decref(m);
+}
+
+/* Applies a presence notice "J|N|L\n<node>\n<id>[\n<JSON>[\n<old>]]" of
+ * another node to r (the lock is held). */
+static void cc_notice(wshub_chat_t *chat, chat_room_t *r, const char *payload,
+                      size_t len) {
+  const char *f[4];
+  size_t fl[4];
+  char id[24];
+  char kind = len >= 2 && payload[1] == '\n' ? payload[0] : 0;
+  size_t nf = kind == 'L' ? 2 : kind == 'J' ? 3 : 4;
+  if ((kind != 'J' && kind != 'L' && kind != 'N') ||
+      cc_fields(payload + 2, len - 2, nf, f, fl) != 0 ||
+      cc_id(id, f[1], fl[1]) != 0) {
+    wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
+              "redis: a malformed notice in room %s, ignored", r->name);
+    return;
+  }
+  uint64_t node = strtoull(f[0], NULL, 10);
+  if (node == chat->node)
+    return; /* our own */
+  ssize_t k = cc_remote_find(r, id);
+  if (kind == 'L') {
+    if (k >= 0) {
+      char *json = r->remote[k].json;
+      size_t jl = r->remote[k].len;
+      r->remote[k].json = NULL;
+      cc_remote_del(r, (size_t)k);
+      cc_tell(chat, r, "leave", json, jl, NULL, 0);
+      free(json);
+    }
+    return;
+  }
+  int had = k >= 0;
+  int same = had && r->remote[k].len == fl[2] &&
+             memcmp(r->remote[k].json, f[2], fl[2]) == 0;
+  if (same)
+    return; /* known already (read with the room, or said again) */
+  if (cc_remote_set(r, k, id, node, f[2], fl[2]) != 0) {
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: member %s of room %s not recorded", id,
+              r->name);
+    return;
+  }
+  if (!had)
+    cc_tell(chat, r, "join", f[2], fl[2], NULL, 0);
+  else if (kind == 'N')
+    cc_tell(chat, r, "nick", f[2], fl[2], f[3], fl[3]);
+}
+
+/* A notice heard on a room's channel (id 0). */
+static void cc_on_notice(wshub_chat_t *chat, const char *room,
+                         const char *payload, size_t len) {
+  uv_mutex_lock(&chat->lock);
+  chat_room_t *r = chat_room(chat, room, 0);
+  if (r != NULL && r->n > 0) {
+    if (r->sync == CHAT_SYNC_LOADING || r->sync == CHAT_SYNC_CATCHUP)
+      cc_hold(chat, r, 0, payload, len);
+    else
+      cc_notice(chat, r, payload, len);
+  }
+  uv_mutex_unlock(&chat->lock);
+}
+
+/* What was held while r was read, in the order heard (the lock is held). */
+static void cc_release(wshub_chat_t *chat, chat_room_t *r) {
+  while (r->held != NULL) {
+    chat_held_t *h = r->held;
+    r->held = h->next;
+    if (r->held == NULL)
+      r->held_tail = NULL;
+    if (h->id == 0)
+      cc_notice(chat, r, h->payload, h->len);
+    else {
+      if (h->id > r->redis_id)
+        r->redis_id = h->id;
+      cc_emit(chat, r, h->id, h->payload, h->len);
+    }
+    free(h);
+  }
+}
+
+/* r follows Redis again: held messages and waiting replies go out. */
+static void cc_synced(wshub_chat_t *chat, chat_room_t *r) {
+  r->sync = CHAT_SYNC_DONE;
+  r->sync_gen++;
+  cc_release(chat, r);
+  if (chat_run_waits(chat, r) > 0)
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "out of memory: replies about room %s not sent", r->name);
+}
+
+/* The remote members of r are those Redis holds (ours left out). */
+static void cc_set_remote(wshub_chat_t *chat, chat_room_t *r,
+                          const wshub_cluster_item_t *m, size_t n) {
+  cc_forget_remote(r);
+  chat_members_stale(r);
+  char id[24];
+  for (size_t i = 0; i < n; i++)
+    if (m[i].id != chat->node && cc_id(id, m[i].key, m[i].key_len) == 0 &&
+        cc_remote_set(r, -1, id, m[i].id, m[i].data, m[i].len) != 0)
+      wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+                "redis: out of memory: member %s of room %s not recorded", id,
+                r->name);
+}
+
+/* A read of a room in flight: the room, and which read it is. */
+typedef struct {
+  wshub_chat_t *chat;
+  unsigned gen;
+  char room[CHAT_ROOM_BYTES];
+} cc_load_t;
+
+/* The room's first read: the ring (emptied when the read began, so it
+ * holds only what was heard since) gets the Stream's older entries before
+ * its own; the members are Redis'. */
+static void cc_loaded_first(wshub_chat_t *chat, chat_room_t *r,
+                            const wshub_cluster_item_t *log, size_t nlog) {
+  chat_entry_t *e = calloc(nlog + 1, sizeof(*e));
+  size_t k = 0;
+  for (size_t i = 0; e != NULL && i < nlog; i++) {
+    const char *f[4];
+    size_t fl[4];
+    wshub_jbuf_t j;
+    if (cc_fields(log[i].data, log[i].len, 4, f, fl) != 0 ||
+        fl[0] >= sizeof(e[k].from) ||
+        chat_message_json(r, log[i].id, f[2], fl[2], f[3], fl[3],
+                          strtoll(f[1], NULL, 10), &j) != 0)
+      continue;
+    e[k].id = log[i].id;
+    memcpy(e[k].from, f[0], fl[0]);
+    e[k].from[fl[0]] = '\0';
+    e[k].json = j.data;
+    e[k].len = j.len;
+    k++;
+  }
+  if (e == NULL && nlog > 0)
+    wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
+              "redis: out of memory: the history of %s not read", r->name);
+  chat_ring_prepend(chat, r, e, k);
+  free(e);
+  for (size_t i = 0; i < nlog; i++) {
+    if (log[i].id > r->last_id)
+      r->last_id = log[i].id;
+    if (log[i].id > r->redis_id)
+      r->redis_id = log[i].id;
+  }
+}
+
+/* After a reconnection: what the room missed, delivered before what was
+ * heard since (held); a gap notice first when Redis no longer has all. */
+static void cc_loaded_catchup(wshub_chat_t *chat, chat_room_t *r,
+                              const wshub_cluster_item_t *log, size_t nlog) {
+  uint64_t next_held = UINT64_MAX;
+  for (const chat_held_t *h = r->held; h != NULL; h = h->next)
+    if (h->id > 0 && h->id < next_held)
+      next_held = h->id;
+  uint64_t after = r->redis_id;
+  if (nlog > 0 && log[0].id > after + 1 && log[0].id > r->last_id + 1) {
+    chat_ctx_t x = {chat, chat->sweep_server, NULL, NULL, NULL, 0};
+    chat_gap_to(&x, r, after, log[0].id, NULL);
+  }
+  for (size_t i = 0; i < nlog; i++)
+    if (log[i].id > after && log[i].id < next_held) {
+      if (log[i].id > r->redis_id)
+        r->redis_id = log[i].id;
+      cc_emit(chat, r, log[i].id, log[i].data, log[i].len);
+    }
+}
+
+static void cc_on_loaded(void *arg, int err, const wshub_cluster_item_t *log,
+                         size_t nlog, const wshub_cluster_item_t *members,
+                         size_t nmembers) {
+  cc_load_t *l = arg;
+  wshub_chat_t *chat = l->chat;
+  uv_mutex_lock(&chat->lock);
+  chat_room_t *r = chat_room(chat, l->room, 0);
+  if (r != NULL && r->sync_gen == l->gen &&
+      (r->sync == CHAT_SYNC_LOADING || r->sync == CHAT_SYNC_CATCHUP)) {
+    if (err != 0)
+      wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
+                "redis: the history of %s could not be read: %s", r->name,
+                wshub_strerror(err));
+    else {
+      r->followed = 1;
+      if (r->sync == CHAT_SYNC_LOADING)
+        cc_loaded_first(chat, r, log, nlog);
+      else
+        cc_loaded_catchup(chat, r, log, nlog);
+      cc_set_remote(chat, r, members, nmembers);
+    }
+    cc_synced(chat, r);
+  }
+  uv_mutex_unlock(&chat->lock);
+  free(l);
+}
+
+/* Reads r from Redis (history after `after`, members); the lock is held,
+ * on thread 0. On failure r is synced with what it has. */
+static void cc_load(wshub_chat_t *chat, chat_room_t *r, int sync,
+                    uint64_t after) {
+  cc_load_t *l = malloc(sizeof(*l));
+  r->sync = sync;
+  r->sync_gen++;
+  if (l != NULL) {
+    l->chat = chat;
+    l->gen = r->sync_gen;
+    snprintf(l->room, sizeof(l->room), "%s", r->name);
+    if (wshub_cluster_load(chat->cluster, r->name, after, chat->cfg.history,
+                           cc_on_loaded, l) == 0)
+      return;
+    free(l);
+  }
+  cc_synced(chat, r);
 }
 
 /* A message heard on a room's channel, or on this node's own. */
@@ -305,6 +706,8 @@ static void cc_on_message(void *user, const char *room, uint64_t id,
     cc_on_node(user, payload, len);
   else if (id > 0)
     cc_deliver(user, room, id, payload, len);
+  else
+    cc_on_notice(user, room, payload, len);
 }
 
 static void cc_publish(wshub_chat_t *chat, chat_cluster_op_t *op) {
@@ -353,6 +756,19 @@ static void cc_on_wake(uv_async_t *a) {
         wshub_log(chat->sweep_server, WSHUB_LOG_WARN,
                   "redis: a direct message for %s not sent: %s", op->room,
                   wshub_strerror(err));
+    } else if (op->kind == CC_PRESENCE) {
+      /* The member JSON is the notice's fourth line (none: it left). */
+      const char *f[4];
+      size_t fl[4];
+      int left = op->payload[0] == 'L';
+      if (!left && cc_fields(op->payload, op->len, 4, f, fl) == 0) {
+        const char *nl = memchr(f[3], '\n', fl[3]);
+        fl[3] = nl ? (size_t)(nl - f[3]) : fl[3];
+      }
+      /* Down: dropped; every member is told again on reconnecting. */
+      wshub_cluster_presence(chat->cluster, op->room, op->member, chat->node,
+                             left ? NULL : f[3], left ? 0 : fl[3], op->payload,
+                             op->len);
     } else if (op->kind == CC_SUBSCRIBE)
       wshub_cluster_subscribe(chat->cluster, op->room);
     else
@@ -365,16 +781,47 @@ static void cc_on_subscribed(void *user, const char *room) {
   wshub_chat_t *chat = user;
   uv_mutex_lock(&chat->lock);
   chat_room_t *r = chat_room(chat, room, 0);
-  if (r != NULL && r->n > 0)
+  if (r != NULL && r->n > 0) {
     r->heard = 1;
+    /* Heard from now on: the room's history and members can be read.
+     * (While reconnecting, cc_on_state does it once up.) */
+    if (chat->cluster_up && r->sync == CHAT_SYNC_NONE) {
+      chat_ring_clear(chat, r);
+      cc_load(chat, r, CHAT_SYNC_LOADING, 0);
+    }
+  }
   uv_mutex_unlock(&chat->lock);
   cc_on_wake(&chat->cluster_wake); /* what waited for it */
+}
+
+/* The link changed (the lock is held). Down: every room goes on with what
+ * it has. Up again: each room with members here reads what it missed and
+ * its members are recorded again (Redis may have restarted empty). */
+static void cc_room_state(const char *key, void *value, void *arg) {
+  (void)key;
+  chat_room_t *r = value;
+  wshub_chat_t *chat = arg;
+  if (r->n == 0)
+    return;
+  if (!chat->cluster_up) {
+    cc_synced(chat, r);
+    return;
+  }
+  for (size_t i = 0; i < r->n; i++)
+    chat_cluster_presence(chat, r, r->members[i], 1, NULL);
+  /* A room read before: everything after the last id heard is missed
+   * (none heard: everything the Stream has). */
+  if (r->sync == CHAT_SYNC_DONE && r->followed)
+    cc_load(chat, r, CHAT_SYNC_CATCHUP, r->redis_id);
+  else
+    cc_synced(chat, r);
 }
 
 static void cc_on_state(void *user, int up) {
   wshub_chat_t *chat = user;
   uv_mutex_lock(&chat->lock);
   chat->cluster_up = up;
+  wshub_map_foreach(&chat->rooms, cc_room_state, chat);
   uv_mutex_unlock(&chat->lock);
   cc_on_wake(&chat->cluster_wake);
 }
@@ -416,6 +863,7 @@ int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop) {
   }
   char own[CHAT_ROOM_BYTES];
   cc_node_room(own, chat->node);
+  wshub_cluster_set_node(c, chat->node);
   r = wshub_cluster_subscribe(c, own); /* direct messages for this node */
   if (r != 0) {
     wshub_cluster_close(c);

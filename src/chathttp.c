@@ -511,7 +511,7 @@ static void chathttp_events(wshub_chat_t *chat, wshub_http_t *h,
   /* Member from now on; the welcome's history covers what came before. */
   if (wshub_http_stream_start(h, 200, "text/event-stream; charset=utf-8", hdrs,
                               CHATHTTP_HEARTBEAT_MS) == 0 &&
-      chat_bus_join(chat->bus, s, ep->client->id, room) == 0)
+      chat_hub_join(&x, r, ep->client->id) == 0)
     chat_welcome(&x, r, resume > 0, after, ep->client->id);
   else
     x.failed = 1;

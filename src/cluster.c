@@ -35,6 +35,9 @@
 #define CLUSTER_BACKOFF_MAX_MS 5000
 #define CLUSTER_CONNECT_TIMEOUT_MS 3000
 #define CLUSTER_PREFIX "wshub:room:"
+#define CLUSTER_NODE_PREFIX "wshub:node:"
+#define CLUSTER_NODE_TTL_MS 15000
+#define CLUSTER_BEAT_MS 5000
 
 /* KEYS: seq, log, channel. ARGV: payload, floor, history. */
 static const char cluster_script[] =
@@ -134,10 +137,12 @@ struct wshub_cluster_s {
   wshub_map_t rooms;        /* subscribed rooms: name → its own copy */
   uv_timer_t timer;         /* reconnect backoff */
   uv_timer_t connect_timer; /* a connection must come up in time */
+  uv_timer_t beat;          /* refreshes the node's key while up */
+  uint64_t node;            /* 0 until wshub_cluster_set_node */
   uint64_t backoff_ms;
   int up;
   int closing;
-  int closed; /* timers closed so far */
+  int closed; /* timers closed so far (of 3) */
 };
 
 /* A publish in flight. */
@@ -212,6 +217,24 @@ int wshub_cluster_parse_url(const char *url, char *host, size_t host_cap,
   return *p == '\0' ? 0 : UV_EINVAL;
 }
 
+/* Sets the node's key (see cluster.h); sent first when the link comes up,
+ * so it precedes every member this node records. */
+static void cluster_beat(wshub_cluster_t *c) {
+  if (c->node == 0 || c->cmd == NULL)
+    return;
+  char key[64];
+  snprintf(key, sizeof(key), CLUSTER_NODE_PREFIX "%llu",
+           (unsigned long long)c->node);
+  redisAsyncCommand(c->cmd, NULL, NULL, "SET %s 1 PX %d", key,
+                    CLUSTER_NODE_TTL_MS);
+}
+
+static void cluster_on_beat(uv_timer_t *t) {
+  wshub_cluster_t *c = t->data;
+  if (c->up)
+    cluster_beat(c);
+}
+
 static void cluster_set_up(wshub_cluster_t *c) {
   int up = c->cmd_ready && c->sub_ready && c->sha[0] != '\0' && c->floors_done;
   if (up == c->up || c->closing)
@@ -220,6 +243,7 @@ static void cluster_set_up(wshub_cluster_t *c) {
   if (up) {
     c->backoff_ms = CLUSTER_BACKOFF_MIN_MS;
     uv_timer_stop(&c->connect_timer);
+    cluster_beat(c); /* before anything of ours is published */
   }
   cluster_log(c, up ? 2 : 1, "redis %s:%d: %s", c->host, c->port,
               up ? "connected" : "connection lost, retrying");
@@ -522,6 +546,8 @@ int wshub_cluster_new(uv_loop_t *loop, const char *url,
   c->timer.data = c;
   uv_timer_init(loop, &c->connect_timer);
   c->connect_timer.data = c;
+  uv_timer_init(loop, &c->beat);
+  c->beat.data = c;
   cluster_connect(c);
   *out = c;
   return 0;
@@ -674,6 +700,273 @@ int wshub_cluster_send(wshub_cluster_t *c, const char *room,
   return r;
 }
 
+void wshub_cluster_set_node(wshub_cluster_t *c, uint64_t node) {
+  c->node = node;
+  uv_timer_start(&c->beat, cluster_on_beat, CLUSTER_BEAT_MS, CLUSTER_BEAT_MS);
+  uv_unref((uv_handle_t *)&c->beat);
+  if (c->up)
+    cluster_beat(c);
+}
+
+/* KEYS: log, members. ARGV: after, count, node key prefix. Returns the
+ * Stream's newest `count` entries after `after` (oldest first) and the members
+ * of live nodes (flat field, value pairs); members of nodes whose key expired
+ * are removed. */
+static const char cluster_load_script[] =
+    "local after = tonumber(ARGV[1])\n"
+    "local lo = '-'\n"
+    "if after > 0 then lo = string.format('%d-0', after + 1) end\n"
+    "local rev = redis.call('XREVRANGE', KEYS[1], '+', lo, 'COUNT', ARGV[2])\n"
+    "local log = {}\n"
+    "for i = #rev, 1, -1 do log[#log + 1] = rev[i] end\n"
+    "local m = redis.call('HGETALL', KEYS[2])\n"
+    "local live = {}\n"
+    "for i = 1, #m, 2 do\n"
+    "  local node = string.match(m[i + 1], '^(%d+) ')\n"
+    "  if node and redis.call('EXISTS', ARGV[3] .. node) == 1 then\n"
+    "    live[#live + 1] = m[i]\n"
+    "    live[#live + 1] = m[i + 1]\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[2], m[i])\n"
+    "  end\n"
+    "end\n"
+    "return {log, live}\n";
+
+typedef struct {
+  wshub_cluster_t *c;
+  wshub_cluster_loaded_cb done;
+  void *arg;
+} cluster_load_t;
+
+/* The items of a load reply; NULL (and *n 0) if it is malformed or empty.
+ * Stream entries are [id, [field, value]], members flat pairs. */
+static wshub_cluster_item_t *cluster_items(const redisReply *r, int members,
+                                           size_t *n, int *bad) {
+  *n = 0;
+  if (r->type != REDIS_REPLY_ARRAY || (members && r->elements % 2 != 0)) {
+    *bad = 1;
+    return NULL;
+  }
+  size_t count = members ? r->elements / 2 : r->elements;
+  if (count == 0)
+    return NULL;
+  wshub_cluster_item_t *it = calloc(count, sizeof(*it));
+  if (it == NULL) {
+    *bad = 1;
+    return NULL;
+  }
+  for (size_t i = 0; i < count && !*bad; i++) {
+    const redisReply *k, *v;
+    if (members) {
+      k = r->element[2 * i];
+      v = r->element[2 * i + 1];
+    } else {
+      const redisReply *e = r->element[i];
+      if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+          e->element[1]->type != REDIS_REPLY_ARRAY ||
+          e->element[1]->elements != 2) {
+        *bad = 1;
+        break;
+      }
+      k = e->element[0];
+      v = e->element[1]->element[1];
+    }
+    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+      *bad = 1;
+      break;
+    }
+    char *end;
+    if (members) {
+      it[i].key = k->str;
+      it[i].key_len = k->len;
+      it[i].id = strtoull(v->str, &end, 10);
+      if (*end != ' ') {
+        *bad = 1;
+        break;
+      }
+      end++;
+      it[i].data = end;
+      it[i].len = v->len - (size_t)(end - v->str);
+    } else {
+      it[i].id = strtoull(k->str, &end, 10);
+      it[i].data = v->str;
+      it[i].len = v->len;
+    }
+  }
+  *n = count;
+  return it;
+}
+
+static void cluster_on_loaded(redisAsyncContext *ac, void *reply, void *priv) {
+  (void)ac;
+  cluster_load_t *l = priv;
+  const redisReply *r = reply;
+  if (l->c->closing) {
+    free(l);
+    return;
+  }
+  wshub_cluster_item_t *log = NULL, *mem = NULL;
+  size_t nlog = 0, nmem = 0;
+  int bad = 0, err = 0;
+  if (r == NULL)
+    err = UV_ECONNRESET;
+  else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+    err = UV_EPROTO;
+  else {
+    log = cluster_items(r->element[0], 0, &nlog, &bad);
+    mem = cluster_items(r->element[1], 1, &nmem, &bad);
+    if (bad)
+      err = UV_EPROTO;
+  }
+  if (err == UV_EPROTO)
+    cluster_log(l->c, 1, "redis: reading a room's history failed: %s",
+                r != NULL && r->type == REDIS_REPLY_ERROR ? r->str
+                                                          : "unexpected reply");
+  l->done(l->arg, err, log, err ? 0 : nlog, mem, err ? 0 : nmem);
+  free(log);
+  free(mem);
+  free(l);
+}
+
+/* The room's key or channel name: "wshub:room:R" + suffix. */
+static int cluster_key(char out[320], const char *room, const char *suffix) {
+  int n = snprintf(out, 320, CLUSTER_PREFIX "%s%s", room, suffix);
+  return n > 0 && n < 320 ? 0 : UV_EINVAL;
+}
+
+int wshub_cluster_load(wshub_cluster_t *c, const char *room, uint64_t after,
+                       size_t count, wshub_cluster_loaded_cb done, void *arg) {
+  if (!c->up || c->closing || c->cmd == NULL)
+    return UV_ENOTCONN;
+  char log[320], mem[320], a[24], n[24];
+  if (cluster_key(log, room, ":log") != 0 ||
+      cluster_key(mem, room, ":members") != 0)
+    return UV_EINVAL;
+  cluster_load_t *l = malloc(sizeof(*l));
+  if (l == NULL)
+    return UV_ENOMEM;
+  *l = (cluster_load_t){c, done, arg};
+  snprintf(a, sizeof(a), "%llu", (unsigned long long)after);
+  snprintf(n, sizeof(n), "%zu", count > 0 ? count : 1);
+  if (redisAsyncCommand(c->cmd, cluster_on_loaded, l,
+                        "EVAL %s 2 %s %s %s %s %s", cluster_load_script, log,
+                        mem, a, n, CLUSTER_NODE_PREFIX) != REDIS_OK) {
+    free(l);
+    return UV_ENOTCONN;
+  }
+  return 0;
+}
+
+/* KEYS: members, channel. ARGV: id, value ("" removes), notice. */
+static const char cluster_presence_script[] =
+    "if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
+    "redis.call('PUBLISH', KEYS[2], '0 ' .. ARGV[3])\n"
+    "return 1\n";
+
+int wshub_cluster_presence(wshub_cluster_t *c, const char *room, const char *id,
+                           uint64_t node, const char *json, size_t json_len,
+                           const char *notice, size_t notice_len) {
+  if (!c->up || c->closing || c->cmd == NULL)
+    return UV_ENOTCONN;
+  char mem[320], ch[320], head[24];
+  if (cluster_key(mem, room, ":members") != 0 || cluster_key(ch, room, "") != 0)
+    return UV_EINVAL;
+  int hl = snprintf(head, sizeof(head), "%llu ", (unsigned long long)node);
+  size_t vl = json != NULL ? (size_t)hl + json_len : 0;
+  char *value = malloc(vl + 1);
+  if (value == NULL)
+    return UV_ENOMEM;
+  if (json != NULL) {
+    memcpy(value, head, (size_t)hl);
+    memcpy(value + hl, json, json_len);
+  }
+  const char *argv[8] = {
+      "EVAL", cluster_presence_script, "2", mem, ch, id, value, notice};
+  size_t lens[8];
+  for (int i = 0; i < 6; i++)
+    lens[i] = strlen(argv[i]);
+  lens[6] = vl;
+  lens[7] = notice_len;
+  int r = redisAsyncCommandArgv(c->cmd, NULL, NULL, 8, argv, lens) == REDIS_OK
+              ? 0
+              : UV_ENOTCONN;
+  free(value);
+  return r;
+}
+
+typedef struct {
+  wshub_cluster_t *c;
+  wshub_cluster_alive_cb done;
+  void *arg;
+  size_t n;
+} cluster_alive_t;
+
+static void cluster_on_alive(redisAsyncContext *ac, void *reply, void *priv) {
+  (void)ac;
+  cluster_alive_t *q = priv;
+  const redisReply *r = reply;
+  if (q->c->closing) {
+    free(q);
+    return;
+  }
+  int *alive = NULL;
+  int err = r == NULL ? UV_ECONNRESET : 0;
+  if (err == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != q->n))
+    err = UV_EPROTO;
+  if (err == 0 && (alive = calloc(q->n ? q->n : 1, sizeof(*alive))) == NULL)
+    err = UV_ENOMEM;
+  for (size_t i = 0; err == 0 && i < q->n; i++)
+    alive[i] = r->element[i]->type == REDIS_REPLY_INTEGER &&
+               r->element[i]->integer == 1;
+  q->done(q->arg, err, alive, err ? 0 : q->n);
+  free(alive);
+  free(q);
+}
+
+static const char cluster_alive_script[] =
+    "local r = {}\n"
+    "for i, k in ipairs(KEYS) do r[i] = redis.call('EXISTS', k) end\n"
+    "return r\n";
+
+int wshub_cluster_alive(wshub_cluster_t *c, const uint64_t *nodes, size_t n,
+                        wshub_cluster_alive_cb done, void *arg) {
+  if (!c->up || c->closing || c->cmd == NULL)
+    return UV_ENOTCONN;
+  size_t argc = 3 + n;
+  const char **argv = calloc(argc, sizeof(*argv));
+  size_t *lens = calloc(argc, sizeof(*lens));
+  char(*keys)[48] = calloc(n ? n : 1, sizeof(*keys));
+  cluster_alive_t *q = malloc(sizeof(*q));
+  char nk[24];
+  int r = UV_ENOMEM;
+  if (argv != NULL && lens != NULL && keys != NULL && q != NULL) {
+    *q = (cluster_alive_t){c, done, arg, n};
+    snprintf(nk, sizeof(nk), "%zu", n);
+    argv[0] = "EVAL";
+    argv[1] = cluster_alive_script;
+    argv[2] = nk;
+    for (size_t i = 0; i < n; i++) {
+      snprintf(keys[i], sizeof(keys[i]), CLUSTER_NODE_PREFIX "%llu",
+               (unsigned long long)nodes[i]);
+      argv[3 + i] = keys[i];
+    }
+    for (size_t i = 0; i < argc; i++)
+      lens[i] = strlen(argv[i]);
+    r = redisAsyncCommandArgv(c->cmd, cluster_on_alive, q, (int)argc, argv,
+                              lens) == REDIS_OK
+            ? 0
+            : UV_ENOTCONN;
+    if (r == 0)
+      q = NULL;
+  }
+  free(q);
+  free(keys);
+  free(lens);
+  free(argv);
+  return r;
+}
+
 static void cluster_free_name(const char *key, void *value, void *arg) {
   (void)key;
   (void)arg;
@@ -682,8 +975,8 @@ static void cluster_free_name(const char *key, void *value, void *arg) {
 
 static void cluster_on_timer_closed(uv_handle_t *h) {
   wshub_cluster_t *c = h->data;
-  if (++c->closed < 2)
-    return; /* both timers must be closed (in whatever order) */
+  if (++c->closed < 3)
+    return; /* every timer must be closed (in whatever order) */
   wshub_map_foreach(&c->rooms, cluster_free_name, NULL);
   wshub_map_free(&c->rooms);
   free(c);
@@ -705,4 +998,5 @@ void wshub_cluster_close(wshub_cluster_t *c) {
   c->cmd = c->sub = NULL;
   uv_close((uv_handle_t *)&c->timer, cluster_on_timer_closed);
   uv_close((uv_handle_t *)&c->connect_timer, cluster_on_timer_closed);
+  uv_close((uv_handle_t *)&c->beat, cluster_on_timer_closed);
 }

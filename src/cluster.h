@@ -92,6 +92,57 @@ int wshub_cluster_publish(wshub_cluster_t *c, const char *room,
 int wshub_cluster_send(wshub_cluster_t *c, const char *room,
                        const char *payload, size_t len);
 
+/* ---- history and presence (issue 10) ----
+ *
+ * Keys besides the above: "wshub:room:R:members", a hash of the room's
+ * members on every node (client id -> "<node> <member JSON>"), and
+ * "wshub:node:<node>", set with a 15 s expiry and refreshed every 5 s
+ * while the link is up (wshub_cluster_set_node): a node whose key is gone
+ * has stopped, and its members are dropped from the hashes when read. */
+
+/* One entry of a room's Stream (id: the message id, data: the payload as
+ * published) or one member (id: its node, key: its client id, data: its
+ * member JSON). Valid during the callback only. */
+typedef struct {
+  uint64_t id;
+  const char *key;
+  size_t key_len;
+  const char *data;
+  size_t len;
+} wshub_cluster_item_t;
+
+/* err 0: the Stream's newest entries after `after` (at most count, oldest
+ * first) and the room's members on live nodes, read
+ * in one step. err < 0: the link failed first (nothing else is valid). */
+typedef void (*wshub_cluster_loaded_cb)(void *arg, int err,
+                                        const wshub_cluster_item_t *log,
+                                        size_t nlog,
+                                        const wshub_cluster_item_t *members,
+                                        size_t nmembers);
+
+/* Reads a room's history and members (see above). UV_ENOTCONN while down
+ * (done is then not called). */
+int wshub_cluster_load(wshub_cluster_t *c, const char *room, uint64_t after,
+                       size_t count, wshub_cluster_loaded_cb done, void *arg);
+
+/* Records member `id` of node `node` in the room's hash (json NULL: removes
+ * it) and PUBLISHes notice on the room's channel, heard with id 0 — in one
+ * step, so a load sees the hash either before or after the notice. */
+int wshub_cluster_presence(wshub_cluster_t *c, const char *room, const char *id,
+                           uint64_t node, const char *json, size_t json_len,
+                           const char *notice, size_t notice_len);
+
+/* The node this link speaks for: its key is set at once when up and kept
+ * alive while up. */
+void wshub_cluster_set_node(wshub_cluster_t *c, uint64_t node);
+
+/* alive[i]: whether node nodes[i]'s key exists; err < 0 if the link
+ * failed first. */
+typedef void (*wshub_cluster_alive_cb)(void *arg, int err, const int *alive,
+                                       size_t n);
+int wshub_cluster_alive(wshub_cluster_t *c, const uint64_t *nodes, size_t n,
+                        wshub_cluster_alive_cb done, void *arg);
+
 /* Disconnects and frees the link once its handles are closed; no callback
  * runs after this returns (pending publishes are not called back). */
 void wshub_cluster_close(wshub_cluster_t *c);

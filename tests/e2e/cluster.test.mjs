@@ -528,3 +528,240 @@ test('direct messages across nodes: delivered to the client on the other node, t
     assert.equal(b1.received.filter((m) => m.text === 'anyone?').length, 0);
   });
 });
+
+// ---------------------------------------------------------------------------
+// History, resume and presence across nodes; a node cut off from Redis.
+
+// A TCP relay on loopback between one node and Redis, which the test can
+// cut (every connection dropped, new ones refused) and restore: one node
+// loses Redis while the others keep it.
+class Relay {
+  static async start(target) {
+    const r = new Relay();
+    r.target = target;
+    r.socks = new Set();
+    r.port = await freePort();
+    await r.listen();
+    return r;
+  }
+
+  listen() {
+    this.server = net.createServer((s) => {
+      const up = net.connect({ port: this.target, host: HOST });
+      for (const x of [s, up]) {
+        this.socks.add(x);
+        x.on('close', () => this.socks.delete(x));
+        x.on('error', () => {});
+      }
+      s.pipe(up);
+      up.pipe(s);
+      s.on('close', () => up.destroy());
+      up.on('close', () => s.destroy());
+    });
+    return new Promise((res, rej) => {
+      this.server.once('error', rej);
+      this.server.listen(this.port, HOST, res);
+    });
+  }
+
+  async cut() {
+    const closed = new Promise((res) => this.server.close(res));
+    for (const s of this.socks) s.destroy();
+    await closed;
+  }
+
+  restore() { return this.listen(); }
+
+  async stop() {
+    for (const s of this.socks) s.destroy();
+    if (this.server.listening) await new Promise((res) => this.server.close(res));
+  }
+}
+
+// Messages of the room after `after`, as one client received them live.
+const liveAfter = (c, after) => roomMsgs(c.received).filter((m) => m.id > after);
+
+test('resume on another node: the Stream gives the history a node never heard; welcome and resume', async () => {
+  await withCluster(async ({ tr, redis, node }) => {
+    const r = await redis();
+    const A = await node(r.port, ['--threads', '1']);
+    const B = await node(r.port, ['--threads', '2']);
+    const room = uniqueRoom('resume');
+    const [a1] = await openClients(tr, [A], 1, room);
+    await probeUntil(a1, [a1], 'resume', RECOVER_MS); // A subscribed: ids come from Redis
+    const sent = await exchangeAll([a1], [a1], room, 'hist', 6, maxId([a1]));
+    const ids = sent.map((m) => m.id);
+
+    // A client of node B, whose node has no member of the room yet,
+    // resumes after the second message: the rest, from Redis' Stream.
+    const after = ids[1];
+    const c = await tr.join(B.port, { room, after: String(after) });
+    const w = c.welcomeMsg;
+    assert.equal(w.room, room);
+    assert.equal(w.last_id, ids[5], `welcome.last_id is the room's last id: ${JSON.stringify(w)}`);
+    assert.deepEqual(w.history.map((m) => [m.id, m.text]), sent.slice(2).map((m) => [m.id, m.text]),
+      `the welcome resumes after ${after} with what node A sent (node B never heard it)`);
+    for (const m of w.history) {
+      assertMessageObject(m, { room, from: a1.member, own: false }, 'history on node B: ');
+    }
+    await c.expectNothing((m) => m.type === 'gap');
+
+    // A plain welcome on B (room now followed there) has the whole history.
+    const d = await tr.join(B.port, { room });
+    assert.deepEqual(d.welcomeMsg.history.filter((m) => m.text.startsWith('hist'))
+      .map((m) => m.id), ids, 'a plain welcome on node B lists every message');
+
+    // And live chat goes on across both, ids consecutive after the history.
+    const live = await exchangeAll([a1, c, d], [c, a1], room, 'live', 2, ids[5]);
+    assert.equal(live[0].id, ids[5] + 1, 'the next id follows the history');
+
+    // A third node: {"type":"resume"} of a room its client joins there.
+    const C = await node(r.port, ['--threads', '1']);
+    const e = await tr.join(C.port, { room: uniqueRoom('elsewhere') });
+    e.send({ type: 'resume', room, after: ids[3] });
+    const joined = await e.next({ type: 'joined', room }, DELIVERY_MS);
+    assert.equal(joined.last_id, live[live.length - 1].id, `joined.last_id: ${JSON.stringify(joined)}`);
+    const h = await e.next({ type: 'history', room }, DELIVERY_MS);
+    assert.deepEqual(h.messages.map((m) => m.id),
+      [...ids.slice(4), ...live.map((m) => m.id)], 'resume on node C after message 4');
+    assert.equal(h.after, ids[3]);
+  });
+});
+
+test('presence across nodes: members lists, join, nick and leave notices, member_count', async () => {
+  await withCluster(async ({ tr, redis, node }) => {
+    const r = await redis();
+    const A = await node(r.port, ['--threads', '1']);
+    const B = await node(r.port, ['--threads', '1']);
+    const C = await node(r.port, ['--threads', '2']);
+    const room = uniqueRoom('who');
+    const a1 = await tr.join(A.port, { room, nick: 'ann' });
+    await probeUntil(a1, [a1], 'who', RECOVER_MS);
+
+    const b1 = await tr.join(B.port, { room, nick: 'bob' });
+    const wb = b1.welcomeMsg;
+    assert.deepEqual(wb.members.map((m) => m.id).sort(), [a1.id, b1.id].sort(),
+      `node B's welcome lists ann of node A: ${JSON.stringify(wb.members)}`);
+    assert.equal(wb.member_count, 2);
+    const j = await a1.next({ type: 'join', room }, DELIVERY_MS);
+    assert.deepEqual(j.member, b1.member, 'ann hears that bob joined on node B');
+
+    const c1 = await tr.join(C.port, { room, nick: 'cy' });
+    assert.deepEqual(c1.welcomeMsg.members.map((m) => m.nick).sort(), ['ann', 'bob', 'cy']);
+    assert.equal(c1.welcomeMsg.member_count, 3);
+    for (const x of [a1, b1]) {
+      const n = await x.next({ type: 'join', room }, DELIVERY_MS);
+      assert.deepEqual(n.member, c1.member, `${x.label()} hears cy join`);
+    }
+
+    b1.send({ type: 'nick', name: 'robert' });
+    for (const x of [a1, c1]) {
+      const n = await x.next({ type: 'nick', room }, DELIVERY_MS);
+      assert.deepEqual(n.member, { id: b1.id, nick: 'robert' }, `${x.label()}: the new nick`);
+      assert.equal(n.old, 'bob');
+    }
+    const d1 = await tr.join(A.port, { room });
+    assert.deepEqual(d1.welcomeMsg.members.find((m) => m.id === b1.id), { id: b1.id, nick: 'robert' },
+      'a later welcome has the new nick');
+    assert.equal(d1.welcomeMsg.member_count, 4);
+
+    await b1.close();
+    for (const x of [a1, c1, d1]) {
+      const n = await x.next({ type: 'leave', room }, DELIVERY_MS);
+      assert.equal(n.member.id, b1.id, `${x.label()} hears robert leave`);
+    }
+    const e1 = await tr.join(C.port, { room });
+    assert.deepEqual(e1.welcomeMsg.members.map((m) => m.id).sort(),
+      [a1.id, c1.id, d1.id, e1.id].sort(), 'the member list no longer has robert');
+    // Each notice once: no second join of anyone.
+    await sleep(QUIET_MS);
+    for (const x of [a1, c1]) {
+      const joins = x.received.filter((m) => m.type === 'join').map((m) => m.member.id);
+      assert.equal(new Set(joins).size, joins.length, `${x.label()}: each join once: ${joins}`);
+    }
+    // Redis holds the three live members.
+    const hash = await redisCmd(r.port, 'HKEYS', `wshub:room:${room}:members`);
+    assert.deepEqual(hash.sort(), [a1.id, c1.id, d1.id, e1.id].sort());
+  });
+});
+
+test('one node cut off from Redis: it chats alone, then catches up with what it missed, exactly once', async () => {
+  await withCluster(async ({ tr, redis, node }) => {
+    const r = await redis();
+    const relay = await Relay.start(r.port);
+    try {
+      const A = await node(relay.port, ['--threads', '1']);
+      const B = await node(r.port, ['--threads', '1']);
+      const room = uniqueRoom('cut');
+      const [a1] = await openClients(tr, [A], 1, room);
+      const [b1] = await openClients(tr, [B], 1, room);
+      await probeUntil(a1, [a1, b1], 'cut', RECOVER_MS);
+      const before = maxId([a1, b1]);
+
+      await relay.cut();
+      // Node A notices (its own messages stop coming back through Redis
+      // and go local): a probe reaches a1 alone.
+      await probeUntil(a1, [a1], 'alone', RECOVER_MS);
+      const missed = [];
+      for (let k = 0; k < 3; k++) {
+        missed.push(`while cut ${k}`);
+        b1.send(`while cut ${k}`);
+      }
+      for (const t of missed) await b1.next({ type: 'message', text: t }, DELIVERY_MS);
+      assert.ok(!missed.some((t) => hasText(a1, t)), 'nothing crosses while cut');
+
+      await relay.restore();
+      for (const t of missed) {
+        await a1.waitUntil(() => (hasText(a1, t) || undefined), RECOVER_MS, `${t} caught up at a1`);
+      }
+      await probeUntil(b1, [a1, b1], 'rejoined', RECOVER_MS);
+      const got = roomMsgs(a1.received).filter((m) => missed.includes(m.text));
+      assert.deepEqual(got.map((m) => m.text), missed, 'each missed message once, in order');
+      const bIds = missed.map((t) => textOf(b1, t).id);
+      assert.deepEqual(got.map((m) => m.id), bIds, 'with the ids node B gave them');
+      assert.ok(bIds[0] > before);
+      await a1.expectNothing((m) => m.type === 'gap');
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
+test('a node cut off for longer than the Stream keeps: its clients get a gap, then what is left', async () => {
+  await withCluster(async ({ tr, redis, node }) => {
+    const r = await redis();
+    const relay = await Relay.start(r.port);
+    try {
+      const opts = ['--threads', '1', '--history', '5', '--msg-rate', '0'];
+      const A = await node(relay.port, opts);
+      const B = await node(r.port, opts);
+      const room = uniqueRoom('gap');
+      const [a1] = await openClients(tr, [A], 1, room);
+      const [b1] = await openClients(tr, [B], 1, room);
+      await probeUntil(b1, [a1, b1], 'gap', RECOVER_MS);
+      const seen = maxId([a1]);
+
+      await relay.cut();
+      await probeUntil(a1, [a1], 'alone', RECOVER_MS);
+      const n = 400; // well past MAXLEN ~ 5 (Redis trims whole nodes of 100)
+      for (let k = 0; k < n; k++) b1.send(`flood ${k}`);
+      await b1.waitUntil(() => (hasText(b1, `flood ${n - 1}`) || undefined), DELIVERY_MS, 'the flood at b1');
+      const len = await redisCmd(r.port, 'XLEN', `wshub:room:${room}:log`);
+      assert.ok(len < n, `the Stream was trimmed (${len} entries)`);
+
+      await relay.restore();
+      await a1.waitUntil(() => (hasText(a1, `flood ${n - 1}`) || undefined), RECOVER_MS, 'the flood caught up');
+      const gap = await a1.next({ type: 'gap', room }, DELIVERY_MS);
+      const last = roomMsgs(a1.received).filter((m) => m.text.startsWith('flood'));
+      assert.equal(gap.after, seen, `gap.after is the last id node A heard: ${JSON.stringify(gap)}`);
+      assert.equal(gap.oldest, last[0].id, 'gap.oldest is the first message delivered after it');
+      const gi = a1.received.indexOf(gap);
+      assert.ok(gi < a1.received.indexOf(last[0]), 'the gap comes before what is left');
+      last.forEach((m, i) => assert.equal(m.id, last[0].id + i, 'what is left: consecutive ids'));
+      assert.equal(last[last.length - 1].text, `flood ${n - 1}`);
+      assert.ok(last.length <= Number(len), `no more than the Stream held (${last.length} of ${len})`);
+    } finally {
+      await relay.stop();
+    }
+  });
+});
