@@ -616,8 +616,13 @@ test('resume on another node: the Stream gives the history a node never heard; w
     assert.equal(live[0].id, ids[5] + 1, 'the next id follows the history');
 
     // A third node: {"type":"resume"} of a room its client joins there.
+    // (Once node C is linked: a probe of its client reaches node A.)
     const C = await node(r.port, ['--threads', '1']);
-    const e = await tr.join(C.port, { room: uniqueRoom('elsewhere') });
+    const elsewhere = uniqueRoom('elsewhere');
+    const e = await tr.join(C.port, { room: elsewhere });
+    a1.send({ type: 'join', room: elsewhere });
+    await a1.next({ type: 'joined', room: elsewhere }, DELIVERY_MS);
+    await probeUntil(e, [a1], 'linked', RECOVER_MS);
     e.send({ type: 'resume', room, after: ids[3] });
     const joined = await e.next({ type: 'joined', room }, DELIVERY_MS);
     assert.equal(joined.last_id, live[live.length - 1].id, `joined.last_id: ${JSON.stringify(joined)}`);
