@@ -14,6 +14,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import {
   makeTree, spawnRaw, waitListening, runToExit, get, stopAndCheck, HOST, INDEX_HTML,
 } from './lib/server.mjs';
@@ -22,6 +24,7 @@ import {
 } from './lib/ws.mjs';
 
 const TRY = "Try 'wshub --help'.\n";
+const CONTRIB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../contrib');
 
 // A fixture tree with the file config.json holding `settings` (an object,
 // written as JSON, or a string written as it is); fn({ pub, file, base }).
@@ -291,3 +294,65 @@ test('every option --help lists is accepted in the file and the environment, wit
     assert.ok(refused >= 6 && refused < opts.length, `options that refused "1": ${refused}`);
   });
 });
+
+test('contrib/wshub.json, the example configuration, runs a chat', async () => {
+  const file = path.join(CONTRIB, 'wshub.json');
+  const tree = await makeTree({ 'index.html': INDEX_HTML });
+  try {
+    await withRunning(['--config', file, '--host', HOST, '--port', '0', '--public', tree.pub], {},
+      async (srv) => {
+        assert.ok(srv.stderr.includes(`wshub: options read from ${file}\n`), srv.stderr);
+        const res = await get(srv.port, '/index.html');
+        assert.equal(res.status, 200);
+        assert.equal(res.text, INDEX_HTML);
+        const example = JSON.parse(await fs.readFile(file, 'utf8'));
+        for (const origin of example['allow-origin']) {
+          assert.equal(await upgradeStatus(srv.port, origin), 101, origin);
+        }
+        assert.equal(await upgradeStatus(srv.port, 'https://elsewhere.example'), 403);
+      });
+  } finally {
+    await tree.cleanup();
+  }
+});
+
+// The unit as shipped, but starting the binary under test (systemd-analyze
+// verify wants ExecStart's program to exist). Skipped where systemd is not
+// installed.
+function systemdAnalyze() {
+  try {
+    execFileSync('systemd-analyze', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('contrib/wshub.service passes systemd-analyze verify and outlasts --shutdown-timeout',
+  { skip: !systemdAnalyze() && 'systemd-analyze is not installed' }, async () => {
+    const unit = await fs.readFile(path.join(CONTRIB, 'wshub.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/usr\/local\/bin\/wshub --config \/etc\/wshub\/wshub\.json$/m);
+    assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    assert.match(unit, /^KillSignal=SIGTERM$/m);
+    assert.match(unit, /^CapabilityBoundingSet=$/m);
+    assert.match(unit, /^SystemCallFilter=@system-service$/m);
+    const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
+    const example = JSON.parse(await fs.readFile(path.join(CONTRIB, 'wshub.json'), 'utf8'));
+    assert.ok(stop > Number(example['shutdown-timeout']),
+      `TimeoutStopSec ${stop} > shutdown-timeout ${example['shutdown-timeout']}`);
+    const tree = await makeTree({});
+    try {
+      const bin = path.resolve(process.env.WSHUB_BIN || '/work/main/build/wshub');
+      const copy = path.join(tree.base, 'wshub.service');
+      await fs.writeFile(copy, unit.replace('/usr/local/bin/wshub', bin));
+      // An unknown or misspelt directive is only a warning (status 0):
+      // nothing may be said about this unit at all.
+      const r = spawnSync('systemd-analyze', ['verify', '--man=no', copy], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, '');
+      const about = r.stderr.split('\n').filter((l) => l.includes('wshub'));
+      assert.deepEqual(about, [], r.stderr);
+    } finally {
+      await tree.cleanup();
+    }
+  });
