@@ -720,6 +720,7 @@ int main(int argc, char **argv) {
   worker_t *workers = calloc(m.threads, sizeof(*workers));
   if (workers == NULL) {
     fprintf(stderr, "wshub: out of memory\n");
+    config_args_free(&m.args);
     return 1;
   }
   const char *host = m.host ? m.host : "::";
@@ -740,6 +741,7 @@ int main(int argc, char **argv) {
       for (unsigned j = 0; j < i; j++)
         close(workers[j].fd);
       free(workers);
+      config_args_free(&m.args);
       return 1;
     }
   }
