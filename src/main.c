@@ -16,6 +16,7 @@
 
 #include "chat.h"
 #include "cluster.h"
+#include "config.h"
 #include "wshub.h"
 
 #ifndef WSHUB_SOURCE_PUBLIC
@@ -45,7 +46,11 @@ typedef struct {
   struct worker_s *workers;
   wshub_chat_t *chat;
   int stopping;
+  config_args_t args; /* the options from the file, environment, argv */
 } main_t;
+
+/* Where the option being parsed came from, for bad()'s message. */
+static const config_source_t *main_source;
 
 static void usage(FILE *f) {
   fprintf(
@@ -134,16 +139,34 @@ static void usage(FILE *f) {
       "                           Redis at redis://host[:port][/db]\n"
       "\n"
       "Process:\n"
+      "  --config FILE            read options from FILE, a JSON object such "
+      "as\n"
+      "                           {\"port\": 8080, \"allow-origin\": "
+      "[\"https://a\"]}\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
       "to\n"
       "                           finish before cutting them (default 10)\n"
       "  --log-level LEVEL        error, warn, info or debug (default info)\n"
       "  -h, --help               show this help and exit\n"
-      "  -V, --version            show the version and exit\n");
+      "  -V, --version            show the version and exit\n"
+      "\n"
+      "Every option but --help and --version can be set in the --config file\n"
+      "or as WSHUB_<NAME> in the environment (WSHUB_LOG_LEVEL=debug; lists\n"
+      "comma-separated): the command line wins over the environment, which\n"
+      "wins over the file. WSHUB_CONFIG names the file when --config does "
+      "not.\n");
 }
 
 static int bad(const char *opt, const char *val, const char *why) {
-  fprintf(stderr, "wshub: invalid value '%s' for --%s: %s\n", val, opt, why);
+  const config_source_t *src = main_source;
+  if (src != NULL && src->from == CONFIG_FROM_FILE)
+    fprintf(stderr, "wshub: %s: invalid value '%s' for \"%s\": %s\n",
+            src->label, val, opt, why);
+  else if (src != NULL && src->from == CONFIG_FROM_ENV)
+    fprintf(stderr, "wshub: invalid value '%s' for %s: %s\n", val, src->label,
+            why);
+  else
+    fprintf(stderr, "wshub: invalid value '%s' for --%s: %s\n", val, opt, why);
   fprintf(stderr, "Try 'wshub --help'.\n");
   return 2;
 }
@@ -193,7 +216,8 @@ static int is_dir(const char *p) {
 }
 
 enum {
-  OPT_HOST = 256,
+  OPT_CONFIG = 256,
+  OPT_HOST,
   OPT_PORT,
   OPT_BACKLOG,
   OPT_PUBLIC,
@@ -231,6 +255,7 @@ enum {
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(main_t *m, int argc, char **argv) {
   static const struct option opts[] = {
+      {"config", required_argument, NULL, OPT_CONFIG},
       {"host", required_argument, NULL, OPT_HOST},
       {"port", required_argument, NULL, OPT_PORT},
       {"backlog", required_argument, NULL, OPT_BACKLOG},
@@ -269,10 +294,29 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
   };
+  /* The configuration file's and the environment's settings come first,
+   * as --name=value arguments for this same loop (config.h). Options that
+   * may be given several times are listed here. */
+  static const char *const repeatable[] = {"ws-path", "protocol",
+                                           "allow-origin", NULL};
+  static const char *const args_only[] = {"help", "version", NULL};
+  static const config_spec_t spec = {opts,      ":hV",    repeatable,
+                                     args_only, "config", "WSHUB_"};
+  char err[1024];
+  if (config_args_build(&spec, argc, argv, environ, &m->args, err,
+                        sizeof(err)) != 0) {
+    fprintf(stderr, "wshub: %s\nTry 'wshub --help'.\n", err);
+    return 2;
+  }
+  argc = m->args.argc;
+  argv = m->args.argv;
   wshub_config_t *cfg = &m->cfg;
   int ch;
   opterr = 0;
+  optind = 0;
   while ((ch = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+    main_source =
+        optind >= 1 && optind <= argc ? &m->args.src[optind - 1] : NULL;
     const char *name = NULL;
     for (const struct option *o = opts; o->name; o++)
       if (o->val == ch)
@@ -284,6 +328,8 @@ static int parse_args(main_t *m, int argc, char **argv) {
     case 'V':
       printf("wshub " WSHUB_VERSION "\n");
       return 0;
+    case OPT_CONFIG: /* read by config_args_build */
+      break;
     case OPT_HOST:
       m->host = optarg;
       break;
@@ -465,11 +511,14 @@ static int parse_args(main_t *m, int argc, char **argv) {
       return 2;
     }
   }
+  main_source = NULL;
   if (optind < argc) {
     fprintf(stderr, "wshub: unexpected argument '%s'\n", argv[optind]);
     fprintf(stderr, "Try 'wshub --help'.\n");
     return 2;
   }
+  if (m->args.file != NULL)
+    fprintf(stderr, "wshub: options read from %s\n", m->args.file);
   if (cfg->echo && !m->max_message_set)
     cfg->max_message = 64 * 1024 * 1024;
   if (cfg->public_dir == NULL)
@@ -646,8 +695,10 @@ int main(int argc, char **argv) {
   m.cfg.max_connections = (size_t)-1; /* from the open-file limit below */
   m.port = 3000;
   int rc = parse_args(&m, argc, argv);
-  if (rc >= 0)
+  if (rc >= 0) {
+    config_args_free(&m.args);
     return rc;
+  }
   if (m.threads == 0)
     m.threads = uv_available_parallelism();
   if (m.threads < 1)
@@ -669,6 +720,7 @@ int main(int argc, char **argv) {
   worker_t *workers = calloc(m.threads, sizeof(*workers));
   if (workers == NULL) {
     fprintf(stderr, "wshub: out of memory\n");
+    config_args_free(&m.args);
     return 1;
   }
   const char *host = m.host ? m.host : "::";
@@ -689,6 +741,7 @@ int main(int argc, char **argv) {
       for (unsigned j = 0; j < i; j++)
         close(workers[j].fd);
       free(workers);
+      config_args_free(&m.args);
       return 1;
     }
   }
@@ -740,6 +793,7 @@ int main(int argc, char **argv) {
     uv_thread_join(&workers[i].thread);
   free(workers);
   wshub_chat_free(m.chat);
+  config_args_free(&m.args);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));

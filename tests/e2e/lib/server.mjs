@@ -114,6 +114,8 @@ export class Server {
         resolve(this.exit);
       });
     });
+    // 'exit' can come before the last output: closed waits for that too.
+    this.closed = new Promise((resolve) => proc.on('close', resolve));
     proc.stdout.on('data', (d) => { this.stdout += d; });
     proc.stderr.on('data', (d) => { this.stderr += d; });
   }
@@ -156,27 +158,32 @@ export class Server {
 // runs every server under a tool; a report then fails the exit-0 checks.
 const WRAPPER = (process.env.WSHUB_WRAPPER || '').split(' ').filter(Boolean);
 
-// Spawns the binary with raw argv, no waiting for readiness.
-export function spawnRaw(args, { asNobody = false } = {}) {
+// Spawns the binary with raw argv, no waiting for readiness. env: variables
+// added to (or, as undefined, removed from) this process's environment.
+export function spawnRaw(args, { asNobody = false, env = undefined } = {}) {
   let cmd = WRAPPER.length ? WRAPPER[0] : BIN;
   let argv = WRAPPER.length ? [...WRAPPER.slice(1), BIN, ...args] : args;
   if (asNobody && process.getuid && process.getuid() === 0) {
     argv = ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...argv];
     cmd = 'setpriv';
   }
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd, argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: env === undefined ? undefined : { ...process.env, ...env },
+  });
   live.add(proc);
   return new Server(proc);
 }
 
 // Runs the binary to completion (for --help, --version, bad options).
-export async function runToExit(args, ms = WAIT_MS) {
-  const srv = spawnRaw(args);
+export async function runToExit(args, ms = WAIT_MS, { env = undefined } = {}) {
+  const srv = spawnRaw(args, { env });
   const res = await srv.waitExit(ms);
   if (!res) {
     await srv.stop();
     throw new Error(`wshub ${args.join(' ')} did not exit within ${ms} ms`);
   }
+  await srv.closed;
   return { code: res.code, signal: res.signal, stdout: srv.stdout, stderr: srv.stderr };
 }
 
@@ -196,6 +203,12 @@ export async function stopAndCheck(srv, ms = WAIT_MS) {
 
 export async function startServer(pub, args = [], { asNobody = false } = {}) {
   const srv = spawnRaw(['--host', HOST, '--port', '0', '--public', pub, ...args], { asNobody });
+  return waitListening(srv);
+}
+
+// Resolves with srv once its stderr says where it listens (srv.port is the
+// real port); rejects if it exits first or says nothing within 10 s.
+export async function waitListening(srv) {
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new Error(`wshub did not report its port within 10 s; stderr:\n${srv.tail()}`));
