@@ -264,10 +264,13 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
   wshub_server_t *s = ws->conn->server;
   if (s->cfg.echo) {
     wshub_buf_t *f = wshub_frame_build(m->opcode, msg, len);
+    int r = f == NULL ? UV_ENOMEM : wshub_ws_send_frame(ws, f);
     if (f == NULL)
       wshub_conn_close_later(ws->conn);
-    else if (wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
+    else if (r == UV_ENOBUFS)
       wshub_ws_drop_slow(ws);
+    else if (r == 0)
+      wshub_metric_inc(&s->m.deliveries);
     wshub_buf_unref(f);
   } else if (s->cfg.on_message != NULL && ws->client != NULL) {
     s->cfg.on_message(ws->client, (const char *)msg, len,

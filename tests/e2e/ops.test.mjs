@@ -479,6 +479,28 @@ test('--threads 2: every scrape reports the exact totals of the traffic the test
   }
 });
 
+test('--echo: echoes count as messages in and deliveries; no chat lines', async () => {
+  await withServer({ args: ['--echo', '--threads', '1'] }, async ({ port }) => {
+    const tr = new Tracker();
+    try {
+      const c = await tr.open(port);
+      c.send('ping one');
+      c.send(Buffer.from([1, 2, 3]));
+      const deadline = Date.now() + WAIT_MS;
+      while (c.received.length < 2 && Date.now() < deadline) await sleep(20);
+      assert.deepEqual(c.received, [{ type: '<not JSON>', raw: 'ping one' },
+        { type: '<binary frame>', hex: '010203' }]);
+      const m = await scrape(port);
+      assert.equal(m.value('wshub_websocket_messages_received_total'), 2);
+      assert.equal(m.value('wshub_deliveries_total'), 2);
+      assert.equal(m.types.has('wshub_chat_messages_total'), false);
+      assert.equal(m.value('wshub_ready'), 1);
+    } finally {
+      await tr.closeAll();
+    }
+  });
+});
+
 test('--metrics-port: /metrics, /healthz, /readyz there only; 404 on the main port', async () => {
   const mport = await freePort();
   await withServer({ args: ['--metrics-port', String(mport)] }, async ({ port, srv }) => {
