@@ -542,6 +542,11 @@ static int parse_args(main_t *m, int argc, char **argv) {
     fprintf(stderr, "Try 'wshub --help'.\n");
     return 2;
   }
+  if (m->metrics_port != 0 && m->metrics_port == m->port) {
+    char v[16];
+    snprintf(v, sizeof(v), "%d", m->metrics_port);
+    return bad("metrics-port", v, "must differ from --port");
+  }
   if (cfg->echo && !m->max_message_set)
     cfg->max_message = 64 * 1024 * 1024;
   if (cfg->public_dir == NULL)
@@ -772,7 +777,10 @@ int main(int argc, char **argv) {
   }
   /* The operations port, on every thread: a scrape on any reports all. */
   for (unsigned i = 0; i < m.threads && m.metrics_port != 0; i++) {
-    r = listen_socket(host, m.metrics_port, m.threads > 1, &workers[i].ops_fd);
+    r = m.metrics_port == port /* SO_REUSEPORT would share it */
+            ? UV_EADDRINUSE
+            : listen_socket(host, m.metrics_port, m.threads > 1,
+                            &workers[i].ops_fd);
     if (r != 0) {
       fprintf(
           stderr, "wshub: cannot listen on %s port %d (--metrics-port): %s\n",
