@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chat.h"
@@ -61,9 +62,17 @@ static void say(const main_t *m, const char *level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  json_t *o = m->cfg.log_json
-                  ? json_pack("{s:s, s:s}", "level", level, "msg", msg)
-                  : NULL;
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  time_t secs = (time_t)tv.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char ts[40];
+  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  json_t *o = m->cfg.log_json ? json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
+                                          level, "msg", msg)
+                              : NULL;
   char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   if (line != NULL)
     fprintf(stderr, "%s\n", line);

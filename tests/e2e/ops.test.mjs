@@ -611,6 +611,7 @@ test('--log-format json --access-log on: one JSON object per line; access lines;
     assert.equal(typeof o, 'object');
     assert.ok(['error', 'warn', 'info', 'debug'].includes(o.level), l);
     assert.equal(typeof o.msg, 'string', l);
+    assert.match(o.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, l);
     return o;
   });
   assert.ok(objs.some((o) => /listening on http:\/\//.test(o.msg)), 'the banner is a JSON line too');
