@@ -929,6 +929,7 @@ static void chat_post(chat_ctx_t *x, const char *room, const char *text,
     x->failed = 1;
     return;
   }
+  x->chat->posted++;
   if (x->chat->cluster_up) {
     /* Through Redis: every node, this one too, delivers it when it comes
      * back on the room's channel, with the id Redis gave it. */
@@ -969,10 +970,13 @@ static void chat_direct(chat_ctx_t *x, const char *to, const char *text,
       chat_error(x, "unknown_client", "No such client is connected");
     else if (r < 0)
       x->failed = 1;
+    else if (r == 1)
+      x->chat->directs++;
     return;
   }
   if (!chat_text_ok(x, len))
     return;
+  x->chat->directs++;
   json_t *from = chat_member(x->user), *to_m = chat_member(peer);
   json_t *o = chat_direct_obj(from, to_m, text, len, chat_now_ms());
   json_decref(from);
@@ -1376,8 +1380,60 @@ static void chat_on_close(wshub_client_t *c, int code, const char *reason,
   wshub_client_set_data(c, NULL);
 }
 
+int wshub_chat_ready(wshub_chat_t *chat) {
+  uv_mutex_lock(&chat->lock);
+  int up = chat->cfg.redis_url == NULL || chat->cluster_up;
+  uv_mutex_unlock(&chat->lock);
+  return up;
+}
+
+static int chat_on_ready(void *user) {
+  return wshub_chat_ready(user);
+}
+
+static void chat_count_occupied(const char *key, void *value, void *arg) {
+  (void)key;
+  if (((const chat_room_t *)value)->n > 0)
+    (*(size_t *)arg)++;
+}
+
+/* The chat's lines of a scrape (any thread; under the lock). */
+static void chat_on_metrics(wshub_metrics_out_t *o, void *user) {
+  wshub_chat_t *chat = user;
+  uv_mutex_lock(&chat->lock);
+  size_t occupied = 0;
+  wshub_map_foreach(&chat->rooms, chat_count_occupied, &occupied);
+  wshub_metrics_printf(
+      o,
+      "# HELP wshub_chat_rooms Chat rooms known (with members or history).\n"
+      "# TYPE wshub_chat_rooms gauge\nwshub_chat_rooms %zu\n"
+      "# HELP wshub_chat_rooms_occupied Chat rooms with members here.\n"
+      "# TYPE wshub_chat_rooms_occupied gauge\n"
+      "wshub_chat_rooms_occupied %zu\n"
+      "# HELP wshub_chat_users Chat participants (WebSocket clients and HTTP "
+      "sessions).\n"
+      "# TYPE wshub_chat_users gauge\nwshub_chat_users %zu\n"
+      "# HELP wshub_chat_sessions HTTP (SSE / polling) sessions.\n"
+      "# TYPE wshub_chat_sessions gauge\nwshub_chat_sessions %zu\n"
+      "# HELP wshub_chat_messages_total Chat messages accepted from clients "
+      "(all transports).\n"
+      "# TYPE wshub_chat_messages_total counter\n"
+      "wshub_chat_messages_total{kind=\"room\"} %llu\n"
+      "wshub_chat_messages_total{kind=\"direct\"} %llu\n",
+      chat->rooms.count, occupied, chat->users.count, chat->sessions.count,
+      (unsigned long long)chat->posted, (unsigned long long)chat->directs);
+  if (chat->cfg.redis_url != NULL)
+    wshub_metrics_printf(o,
+                         "# HELP wshub_redis_up 1 while the Redis link is up.\n"
+                         "# TYPE wshub_redis_up gauge\nwshub_redis_up %d\n",
+                         chat->cluster_up ? 1 : 0);
+  uv_mutex_unlock(&chat->lock);
+}
+
 void wshub_chat_install(wshub_chat_t *chat, wshub_config_t *cfg) {
   chat_http_install(chat, cfg); /* keeps the host's on_request and user */
+  cfg->on_ready = chat_on_ready;
+  cfg->on_metrics = chat_on_metrics;
   cfg->on_open = chat_on_open;
   cfg->on_message = chat_on_message;
   cfg->on_close = chat_on_close;

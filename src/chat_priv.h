@@ -142,6 +142,7 @@ struct wshub_chat_s {
   uv_timer_t sweep;             /* the sweep's timer, on thread 0's loop */
   wshub_server_t *sweep_server; /* thread 0's server, while attached */
   chat_bus_t *bus;
+  uint64_t posted, directs;      /* messages accepted (room, direct): metrics */
   wshub_request_cb next_request; /* the host's on_request, if it had one */
   void *next_user;               /* and its user pointer */
   /* With Redis (chatcluster.c): the node's random number, the link (on

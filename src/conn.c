@@ -28,6 +28,8 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return;
   if (c->state == WSHUB_CONN_CLOSING)
     return;
+  if (n > 0)
+    wshub_metric_add(&c->server->m.bytes_in, (uint64_t)n);
   if (c->lingering) {
     if (n < 0)
       wshub_conn_close(c); /* peer finished: done lingering */
@@ -211,6 +213,7 @@ int wshub_conn_send(wshub_conn_t *c, wshub_buf_t *buf, size_t off, size_t len) {
     return r;
   c->wq[c->wq_tail++] = (wshub_wentry_t){wshub_buf_ref(buf), off, len};
   c->queued += len;
+  wshub_metric_add(&c->server->m.queued, len);
   wshub_server_mark_dirty(c->server, c);
   return 0;
 }
@@ -267,6 +270,7 @@ static void conn_release_written(wshub_conn_t *c, size_t n) {
   for (size_t i = 0; i < n; i++) {
     wshub_wentry_t *e = &c->wq[c->wq_head + i];
     c->queued -= e->len;
+    wshub_metric_sub(&c->server->m.queued, e->len);
     wshub_buf_unref(e->buf);
   }
   c->wq_head += n;
@@ -288,6 +292,9 @@ static int conn_backlogged(wshub_conn_t *c, size_t waiting) {
 
 static void conn_on_write(uv_write_t *req, int status) {
   wshub_conn_t *c = req->data;
+  if (status == 0)
+    for (size_t i = 0; i < c->wq_writing; i++)
+      wshub_metric_add(&c->server->m.bytes_out, c->wq[c->wq_head + i].len);
   conn_release_written(c, c->wq_writing);
   c->wq_writing = 0;
   if (c->state == WSHUB_CONN_CLOSING) {
@@ -321,10 +328,12 @@ static void conn_consume(wshub_conn_t *c, size_t bytes) {
       e->off += bytes;
       e->len -= bytes;
       c->queued -= bytes;
+      wshub_metric_sub(&c->server->m.queued, bytes);
       return;
     }
     bytes -= e->len;
     c->queued -= e->len;
+    wshub_metric_sub(&c->server->m.queued, e->len);
     wshub_buf_unref(e->buf);
     c->wq_head++;
   }
@@ -380,8 +389,10 @@ void wshub_conn_flush(wshub_conn_t *c) {
       wshub_conn_close(c);
       return;
     }
-    if (w > 0)
+    if (w > 0) {
+      wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
       conn_consume(c, (size_t)w);
+    }
     if (c->wq_head == c->wq_tail) {
       conn_drained(c);
       if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
@@ -458,6 +469,7 @@ void wshub_conn_truncate(wshub_conn_t *c, size_t mark) {
   while (c->wq_tail > mark && c->wq_tail > c->wq_head + c->wq_writing) {
     wshub_wentry_t *e = &c->wq[--c->wq_tail];
     c->queued -= e->len;
+    wshub_metric_sub(&c->server->m.queued, e->len);
     wshub_buf_unref(e->buf);
   }
 }

@@ -82,6 +82,8 @@ struct wshub_conn_s {
   uint8_t lingering;
   uint8_t close_later;
   uint8_t shutting; /* uv_shutdown requested */
+  uint8_t kind;     /* WSHUB_TR_* (metrics.h), for the connections gauge */
+  uint8_t ops;      /* accepted on an operations listener */
   char peer[56];    /* "ip:port", for logs */
   void *ip_count;   /* per-address counter of the server (server.c) */
 };

@@ -9,6 +9,7 @@
  */
 #include "http.h"
 
+#include <jansson.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,10 @@ struct wshub_http_s {
   uint8_t responded; /* wshub_respond() answered this request */
   uint8_t held;      /* wshub_http_hold(): answered later, or a stream */
   uint8_t streaming; /* wshub_http_stream_start() sent the head */
+
+  uint64_t t0;         /* uv_hrtime() at the request's first byte */
+  int resp_status;     /* the response being sent, for the access log */
+  uint64_t resp_bytes; /* its head and body */
 
   const wshub_http_hold_cb_t *hold_cb; /* while held */
   void *hold_arg;
@@ -159,6 +164,7 @@ static int http_head_add(wshub_http_t *h, const char *at, size_t len) {
 
 static int http_on_message_begin(llhttp_t *p) {
   wshub_http_t *h = http_of(p);
+  h->t0 = uv_hrtime();
   h->responded = 0;
   h->head_len = 0;
   h->url_off = h->url_len = 0;
@@ -297,6 +303,11 @@ int wshub_http_send_head(wshub_http_t *h, int status, const char *extra,
       status, wshub_http_reason(status), wshub_server_date(s), conn_hdr,
       extra ? extra : "", (unsigned long long)content_length);
   int r = b != NULL ? wshub_conn_send_buf(h->conn, b) : UV_ENOMEM;
+  if (status >= 100 && status <= 599)
+    wshub_metric_inc(&s->m.responses[status / 100]);
+  h->resp_status = status;
+  h->resp_bytes =
+      (b ? b->len : 0) + (h->is_head || status == 304 ? 0 : content_length);
   wshub_buf_unref(b);
   if (r != 0)
     h->closing = 1; /* no answer: the connection cannot go on */
@@ -304,6 +315,34 @@ int wshub_http_send_head(wshub_http_t *h, int status, const char *extra,
             llhttp_method_name(h->req.method), (int)h->req.target_len,
             h->req.target ? h->req.target : "", status);
   return r;
+}
+
+/* The access log line of the response just queued (cfg.access_log):
+ * method, path (bytes outside printable ASCII as '?', at most 512), status,
+ * bytes of head and body, milliseconds from the request's first byte to
+ * the response queued, and the peer. */
+static void http_access(wshub_http_t *h, int status, uint64_t bytes,
+                        int stream) {
+  wshub_server_t *s = http_server(h);
+  if (!s->cfg.access_log || s->cfg.log_level < WSHUB_LOG_INFO)
+    return;
+  char path[513];
+  size_t n = h->req.target ? h->req.target_len : 0;
+  if (n > sizeof(path) - 1)
+    n = sizeof(path) - 1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)h->req.target[i];
+    path[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  path[n] = '\0';
+  double ms = (double)(uv_hrtime() - h->t0) / 1e6;
+  json_t *f = json_pack("{s:s, s:s, s:i, s:I, s:f, s:s}", "method",
+                        llhttp_method_name(h->req.method), "path", path,
+                        "status", status, "bytes", (json_int_t)bytes,
+                        "duration_ms", ms, "remote", h->conn->peer);
+  if (f != NULL && stream)
+    json_object_set_new(f, "stream", json_true());
+  wshub_log_fields(s, WSHUB_LOG_INFO, f, "access");
 }
 
 void wshub_http_error(wshub_http_t *h, int status, const char *detail,
@@ -376,6 +415,7 @@ int wshub_http_hold(wshub_http_t *h, const wshub_http_hold_cb_t *cb, void *arg,
   h->held = 1;
   h->hold_cb = cb;
   h->hold_arg = arg;
+  wshub_metrics_conn_kind(h->conn->server, &h->conn->kind, WSHUB_TR_POLL);
   /* Read on, to see the peer go; what it pipelines waits, bounded. */
   wshub_conn_read_start(h->conn);
   wshub_conn_timer(h->conn, timeout_ms);
@@ -395,6 +435,7 @@ int wshub_http_held_respond(wshub_http_t *h, int status,
   if (!h->held || h->streaming)
     return UV_EINVAL;
   http_unhold(h);
+  wshub_metrics_conn_kind(h->conn->server, &h->conn->kind, WSHUB_TR_HTTP);
   wshub_conn_read_stop(h->conn);
   return http_answer(h, status, content_type, headers, body, len);
 }
@@ -425,6 +466,9 @@ int wshub_http_stream_start(wshub_http_t *h, int status,
   wshub_log(s, WSHUB_LOG_DEBUG, "%s \"%s %.*s\" %d (stream)", h->conn->peer,
             llhttp_method_name(h->req.method), (int)h->req.target_len,
             h->req.target ? h->req.target : "", status);
+  wshub_metric_inc(&s->m.responses[status / 100]);
+  wshub_metrics_conn_kind(s, &h->conn->kind, WSHUB_TR_SSE);
+  http_access(h, status, b->len, 1);
   h->streaming = 1;
   h->heartbeat_ms = heartbeat_ms;
   wshub_conn_timer(h->conn, heartbeat_ms);
@@ -446,6 +490,9 @@ void wshub_http_stream_end(wshub_http_t *h) {
 void wshub_http_finish(wshub_http_t *h) {
   wshub_server_t *s = http_server(h);
   h->resp = NULL;
+  if (h->resp_status != 0)
+    http_access(h, h->resp_status, h->resp_bytes, 0);
+  h->resp_status = 0;
   if (h->closing || !wshub_conn_is_open(h->conn)) {
     wshub_conn_end(h->conn);
     return;
@@ -469,9 +516,16 @@ static int http_route(wshub_http_t *h) {
   wshub_conn_t *c = h->conn;
   wshub_server_t *s = c->server;
   const wshub_request_t *r = &h->req;
-  if (!http_wants_websocket(r)) {
+  if (c->ops || !http_wants_websocket(r)) {
     if (r->upgrade)
       llhttp_resume_after_upgrade(&h->parser);
+    if (c->ops || s->cfg.metrics || s->cfg.health) {
+      h->in_hook = 1;
+      int handled = wshub_metrics_route(h, r, c->ops);
+      h->in_hook = 0;
+      if (handled)
+        return 0;
+    }
     if (s->cfg.on_request != NULL) {
       h->in_hook = 1;
       int handled = s->cfg.on_request(h, r, s->cfg.user);
@@ -484,18 +538,26 @@ static int http_route(wshub_http_t *h) {
     wshub_static_serve(h, r, &h->resp);
     return 0;
   }
+  wshub_counters_t *m = &s->m;
   if (!wshub_ws_path_allowed(s, r->target, r->target_len)) {
+    wshub_metric_inc(&m->hs_failed[WSHUB_HSF_PATH]);
     wshub_http_error(h, 404, "no WebSocket endpoint at this path", 1, NULL);
     return 0;
   }
   if (!wshub_handshake_origin_ok(r, s->cfg.allow_origins,
                                  s->cfg.nallow_origins)) {
+    wshub_metric_inc(&m->hs_failed[WSHUB_HSF_ORIGIN]);
     wshub_http_error(h, 403, "cross-site WebSocket request: origin not allowed",
                      1, NULL);
     return 0;
   }
   wshub_handshake_t hs;
   if (wshub_handshake_check(r, s->cfg.protocols, s->cfg.nprotocols, &hs) != 0) {
+    wshub_metric_inc(
+        &m->hs_failed[hs.status == 426 ? WSHUB_HSF_VERSION
+                      : strstr(hs.reason, "Sec-WebSocket-Key") ? WSHUB_HSF_KEY
+                      : hs.status == 400 ? WSHUB_HSF_REQUEST
+                                         : WSHUB_HSF_INTERNAL]);
     wshub_http_error(h, hs.status, hs.reason, 1,
                      hs.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     return 0;
@@ -506,6 +568,7 @@ static int http_route(wshub_http_t *h) {
   if (s->cfg.deflate) {
     deflate = wshub_pmd_negotiate(r, s->cfg.deflate_client_window, &pmd);
     if (deflate < 0) {
+      wshub_metric_inc(&m->hs_failed[WSHUB_HSF_EXTENSIONS]);
       wshub_http_error(h, 400, "malformed Sec-WebSocket-Extensions", 1, NULL);
       return 0;
     }
@@ -516,6 +579,7 @@ static int http_route(wshub_http_t *h) {
   }
   wshub_ws_t *ws = wshub_ws_new(c, deflate ? &pmd : NULL);
   if (ws == NULL) {
+    wshub_metric_inc(&m->hs_failed[WSHUB_HSF_INTERNAL]);
     wshub_http_error(h, 503, "out of memory", 1, NULL);
     return 0;
   }
@@ -524,6 +588,7 @@ static int http_route(wshub_http_t *h) {
   size_t mark = wshub_conn_mark(c);
   int err = n == 0 ? UV_E2BIG : wshub_conn_send_copy(c, resp, n);
   if (err != 0) {
+    wshub_metric_inc(&m->hs_failed[WSHUB_HSF_INTERNAL]);
     wshub_ws_discard(ws);
     wshub_http_error(h, err == UV_ENOMEM ? 503 : 500,
                      err == UV_ENOMEM ? "out of memory"
@@ -537,6 +602,7 @@ static int http_route(wshub_http_t *h) {
   if (s->cfg.on_open != NULL)
     status = s->cfg.on_open(wshub_ws_client(ws), r, s->cfg.user);
   if (status != 0) {
+    wshub_metric_inc(&m->hs_failed[WSHUB_HSF_REFUSED]);
     wshub_conn_truncate(c, mark);
     wshub_ws_discard(ws);
     if (status < 400 || status > 599)
@@ -546,6 +612,10 @@ static int http_route(wshub_http_t *h) {
   }
   wshub_log(s, WSHUB_LOG_DEBUG, "%s \"GET %.*s\" 101", c->peer,
             (int)r->target_len, r->target);
+  wshub_metric_inc(&m->upgrades);
+  wshub_metric_inc(&m->responses[1]);
+  http_access(h, 101, n, 0);
+  wshub_metrics_conn_kind(s, &c->kind, WSHUB_TR_WS);
   /* Bytes after the request already belong to the WebSocket. */
   char *rest = h->pending;
   size_t rest_len = h->pending_len;
@@ -711,6 +781,7 @@ static void http_on_backlog(wshub_conn_t *c) {
   wshub_http_t *h = c->proto_data;
   if (!h->streaming)
     return;
+  wshub_metric_inc(&c->server->m.slow);
   wshub_log(c->server, WSHUB_LOG_WARN,
             "%s: slow consumer (%zu bytes queued on an event stream), "
             "disconnecting",

@@ -103,10 +103,12 @@ static hub_room_t *hub_room_new(wshub_server_t *s, const char *name) {
     free(r);
     return NULL;
   }
+  wshub_metric_inc(&s->m.rooms);
   return r;
 }
 
 static void hub_room_free(wshub_server_t *s, hub_room_t *r) {
+  wshub_metric_sub(&s->m.rooms, 1);
   wshub_map_del(&s->hub.rooms, r->name);
   free(r->members);
   free(r->name);
@@ -219,12 +221,15 @@ void wshub_client_close(wshub_client_t *c, int code, const char *reason) {
 
 int wshub_hub_send_frame(wshub_client_t *c, wshub_buf_t *frame) {
   if (c->sink != NULL) {
+    wshub_metric_inc(&c->server->m.deliveries);
     c->sink(c, frame, c->sink_arg);
     return 0;
   }
   if (c->ws == NULL)
     return UV_ECANCELED;
   int r = wshub_ws_send_frame(c->ws, frame);
+  if (r == 0)
+    wshub_metric_inc(&c->server->m.deliveries);
   if (r == UV_ENOBUFS) {
     /* A slow consumer: it goes, nobody else waits for it. */
     wshub_ws_drop_slow(c->ws);

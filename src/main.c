@@ -2,16 +2,19 @@
  * and the loop. Everything else is the library (wshub.h). */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chat.h"
@@ -47,10 +50,43 @@ typedef struct {
   wshub_chat_t *chat;
   int stopping;
   config_args_t args; /* the options from the file, environment, argv */
+  /* Operations (metrics, health, logs). */
+  int metrics_port;             /* 0: on the main port */
+  wshub_metrics_group_t *group; /* every thread's server, for scrapes */
 } main_t;
 
 /* Where the option being parsed came from, for bad()'s message. */
 static const config_source_t *main_source;
+
+
+/* The program's own log lines, in the format of the library's. */
+static void say(const main_t *m, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const main_t *m, const char *level, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  time_t secs = (time_t)tv.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char ts[40];
+  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  json_t *o = m->cfg.log_json ? json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
+                                          level, "msg", msg)
+                              : NULL;
+  char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  if (line != NULL)
+    fprintf(stderr, "%s\n", line);
+  else /* text, as "wshub: msg" (the banner names itself) */
+    fprintf(stderr, "%s%s\n", strncmp(msg, "wshub ", 6) ? "wshub: " : "", msg);
+  free(line);
+  json_decref(o);
+}
 
 static void usage(FILE *f) {
   fprintf(
@@ -147,6 +183,19 @@ static void usage(FILE *f) {
       "to\n"
       "                           finish before cutting them (default 10)\n"
       "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+      "\n"
+      "Operations:\n"
+      "  --metrics on|off         GET /metrics, Prometheus text format "
+      "(default on)\n"
+      "  --health on|off          GET /healthz and GET /readyz (default on)\n"
+      "  --metrics-port N         serve those on their own port N (same "
+      "host),\n"
+      "                           and not on the main one (default 0: main "
+      "port)\n"
+      "  --log-format text|json   log lines as text or JSON objects (default "
+      "text)\n"
+      "  --access-log on|off      one info line per HTTP response (default "
+      "off)\n"
       "  -h, --help               show this help and exit\n"
       "  -V, --version            show the version and exit\n"
       "\n"
@@ -250,6 +299,11 @@ enum {
   OPT_DEFLATE_LEVEL,
   OPT_DEFLATE_CLIENT_WINDOW,
   OPT_REDIS,
+  OPT_METRICS,
+  OPT_HEALTH,
+  OPT_METRICS_PORT,
+  OPT_LOG_FORMAT,
+  OPT_ACCESS_LOG,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -290,6 +344,11 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"deflate-client-window", required_argument, NULL,
        OPT_DEFLATE_CLIENT_WINDOW},
       {"redis", required_argument, NULL, OPT_REDIS},
+      {"metrics", required_argument, NULL, OPT_METRICS},
+      {"health", required_argument, NULL, OPT_HEALTH},
+      {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+      {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -434,6 +493,29 @@ static int parse_args(main_t *m, int argc, char **argv) {
       m->chat_cfg.redis_url = optarg;
       break;
     }
+    case OPT_METRICS:
+    case OPT_HEALTH:
+    case OPT_ACCESS_LOG: {
+      int on = strcmp(optarg, "on") == 0;
+      if (!on && strcmp(optarg, "off") != 0)
+        return bad(name, optarg, "expected on or off");
+      if (ch == OPT_METRICS)
+        cfg->metrics = on;
+      else if (ch == OPT_HEALTH)
+        cfg->health = on;
+      else
+        cfg->access_log = on;
+      break;
+    }
+    case OPT_METRICS_PORT:
+      if (parse_int(optarg, 0, 65535, &m->metrics_port) != 0)
+        return bad(name, optarg, "expected a port number (0: the main port)");
+      break;
+    case OPT_LOG_FORMAT:
+      if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
+        return bad(name, optarg, "expected text or json");
+      cfg->log_json = strcmp(optarg, "json") == 0;
+      break;
     case OPT_DEFLATE_CLIENT_WINDOW: {
       int bits;
       if (parse_int(optarg, 0, 15, &bits) != 0 || (bits > 0 && bits < 8))
@@ -518,7 +600,12 @@ static int parse_args(main_t *m, int argc, char **argv) {
     return 2;
   }
   if (m->args.file != NULL)
-    fprintf(stderr, "wshub: options read from %s\n", m->args.file);
+    say(m, "info", "options read from %s", m->args.file);
+  if (m->metrics_port != 0 && m->metrics_port == m->port) {
+    char v[16];
+    snprintf(v, sizeof(v), "%d", m->metrics_port);
+    return bad("metrics-port", v, "must differ from --port");
+  }
   if (cfg->echo && !m->max_message_set)
     cfg->max_message = 64 * 1024 * 1024;
   if (cfg->public_dir == NULL)
@@ -548,6 +635,7 @@ typedef struct worker_s {
   main_t *m;
   unsigned index;
   uv_os_sock_t fd;
+  uv_os_sock_t ops_fd; /* --metrics-port */
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t stop;
@@ -599,12 +687,16 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
   wshub_config_t cfg = m->cfg;
   cfg.id_first = m->chat != NULL ? wshub_chat_id_first(m->chat, i) : i + 1;
   cfg.id_step = m->threads;
+  cfg.metrics_group = m->group;
+  cfg.metrics_thread = i;
   if (m->chat != NULL)
     wshub_chat_install(m->chat, &cfg);
   r = wshub_server_new(&w->loop, &cfg, &w->server);
   if (r != 0)
     return r;
   r = wshub_listen_fd(w->server, w->fd);
+  if (r == 0 && m->metrics_port != 0) /* each thread, SO_REUSEPORT */
+    r = wshub_listen_ops_fd(w->server, w->ops_fd);
   if (r == 0 && m->chat != NULL)
     r = wshub_chat_attach(m->chat, i, &w->loop, w->server);
   if (r == 0)
@@ -654,12 +746,12 @@ static int socket_port(uv_os_sock_t fd) {
 static void on_signal(uv_signal_t *sig, int signum) {
   main_t *m = sig->data;
   if (m->stopping) {
-    fprintf(stderr, "wshub: second signal, exiting now\n");
+    say(m, "warn", "second signal, exiting now");
     _exit(1);
   }
   m->stopping = 1;
-  fprintf(stderr, "wshub: %s received, shutting down\n",
-          signum == SIGINT ? "SIGINT" : "SIGTERM");
+  say(m, "info", "%s received, shutting down",
+      signum == SIGINT ? "SIGINT" : "SIGTERM");
   /* The handlers stay, to catch a second signal, until every worker has
    * finished (on_workers_done). */
   for (unsigned i = 0; i < m->threads; i++)
@@ -693,6 +785,7 @@ int main(int argc, char **argv) {
   m.cfg.log_level = WSHUB_LOG_INFO;
   m.cfg.max_per_ip = 1000;
   m.cfg.max_connections = (size_t)-1; /* from the open-file limit below */
+  m.cfg.metrics = m.cfg.health = 1;
   m.port = 3000;
   int rc = parse_args(&m, argc, argv);
   if (rc >= 0) {
@@ -745,9 +838,29 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* The operations port, on every thread: a scrape on any reports all. */
+  for (unsigned i = 0; i < m.threads && m.metrics_port != 0; i++) {
+    r = m.metrics_port == port /* SO_REUSEPORT would share it */
+            ? UV_EADDRINUSE
+            : listen_socket(host, m.metrics_port, m.threads > 1,
+                            &workers[i].ops_fd);
+    if (r != 0) {
+      fprintf(
+          stderr, "wshub: cannot listen on %s port %d (--metrics-port): %s\n",
+          host, m.metrics_port,
+          r == UV_EADDRINUSE ? "address already in use" : wshub_strerror(r));
+      for (unsigned j = 0; j < m.threads; j++)
+        close(workers[j].fd);
+      for (unsigned j = 0; j < i; j++)
+        close(workers[j].ops_fd);
+      free(workers);
+      return 1;
+    }
+  }
 
-  if (!m.cfg.echo &&
-      (m.chat = wshub_chat_new_threads(&m.chat_cfg, m.threads)) == NULL) {
+  if ((m.group = wshub_metrics_group_new()) == NULL ||
+      (!m.cfg.echo &&
+       (m.chat = wshub_chat_new_threads(&m.chat_cfg, m.threads)) == NULL)) {
     fprintf(stderr, "wshub: out of memory\n");
     return 1;
   }
@@ -775,18 +888,22 @@ int main(int argc, char **argv) {
   /* Only now, with SIGINT/SIGTERM handled: a supervisor that stops the
    * server as soon as it says it listens gets a clean shutdown. */
   int v6 = strchr(host, ':') != NULL;
-  fprintf(stderr,
-          "wshub " WSHUB_VERSION
-          ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)\n",
-          v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
-          m.cfg.echo ? ", echo mode" : "", m.threads,
-          m.threads == 1 ? "" : "s");
+  if (m.metrics_port != 0 && (m.cfg.metrics || m.cfg.health))
+    say(&m, "info", "operations (%s%s%s) on http://%s%s%s:%d",
+        m.cfg.metrics ? "/metrics" : "",
+        m.cfg.metrics && m.cfg.health ? ", " : "",
+        m.cfg.health ? "/healthz, /readyz" : "", v6 ? "[" : "", host,
+        v6 ? "]" : "", m.metrics_port);
+  say(&m, "info",
+      "wshub " WSHUB_VERSION
+      ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)",
+      v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
+      m.cfg.echo ? ", echo mode" : "", m.threads, m.threads == 1 ? "" : "s");
   if (nofile > 0)
-    fprintf(stderr,
-            "wshub: open-file limit %lu: room for about %lu connections\n",
-            nofile, nofile > 32 ? nofile - 32 : 0);
+    say(&m, "info", "open-file limit %lu: room for about %lu connections",
+        nofile, nofile > 32 ? nofile - 32 : 0);
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
-    fprintf(stderr, "wshub: open http://localhost:%d\n", port);
+    say(&m, "info", "open http://localhost:%d", port);
 
   uv_run(loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < m.threads; i++)
@@ -794,9 +911,10 @@ int main(int argc, char **argv) {
   free(workers);
   wshub_chat_free(m.chat);
   config_args_free(&m.args);
+  wshub_metrics_group_free(m.group);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));
-  fprintf(stderr, "wshub: stopped\n");
+  say(&m, "info", "stopped");
   return 0;
 }

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,59 @@ const char *wshub_strerror(int err) {
   return uv_strerror(err);
 }
 
+/* One log line: to log_cb as text, else to stderr as text or JSON. */
+static void server_emit(wshub_server_t *s, wshub_log_level_t level,
+                        json_t *fields, const char *msg) {
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  char text[1536];
+  size_t tl = (size_t)snprintf(text, sizeof(text), "%s", msg);
+  const char *key;
+  json_t *value;
+  if (!s->cfg.log_json || s->cfg.log_cb != NULL)
+    json_object_foreach(fields, key, value) {
+      if (tl >= sizeof(text))
+        break;
+      char *v = json_is_string(value)
+                    ? NULL
+                    : json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT |
+                                            JSON_REAL_PRECISION(6));
+      tl += (size_t)snprintf(text + tl, sizeof(text) - tl, " %s=%s", key,
+                             v ? v : json_string_value(value));
+      free(v);
+    }
+  if (s->cfg.log_cb != NULL) {
+    s->cfg.log_cb(s->cfg.log_user, level, text);
+    return;
+  }
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  time_t secs = (time_t)tv.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char ts[40];
+  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  if (!s->cfg.log_json) {
+    fprintf(stderr, "%s %s %s\n", ts, names[level], text);
+    return;
+  }
+  /* One object per line: ts, level, msg, then the fields. */
+  json_t *o =
+      json_pack("{s:s, s:s, s:s}", "ts", ts, "level", names[level], "msg", msg);
+  if (o != NULL && fields != NULL)
+    json_object_update(o, fields);
+  char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                     JSON_REAL_PRECISION(6))
+                 : NULL;
+  if (line != NULL)
+    fprintf(stderr, "%s\n", line);
+  else /* out of memory: still say it */
+    fprintf(stderr, "{\"level\":\"%s\",\"msg\":\"(out of memory)\"}\n",
+            names[level]);
+  free(line);
+  json_decref(o);
+}
+
 void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
                ...) {
   if (level > s->cfg.log_level)
@@ -44,20 +98,22 @@ void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (s->cfg.log_cb != NULL) {
-    s->cfg.log_cb(s->cfg.log_user, level, msg);
+  server_emit(s, level, NULL, msg);
+}
+
+void wshub_log_fields(wshub_server_t *s, wshub_log_level_t level,
+                      json_t *fields, const char *fmt, ...) {
+  if (level > s->cfg.log_level) {
+    json_decref(fields);
     return;
   }
-  static const char *const names[] = {"error", "warn", "info", "debug"};
-  uv_timeval64_t tv;
-  uv_gettimeofday(&tv);
-  time_t secs = (time_t)tv.tv_sec;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char ts[32];
-  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-  fprintf(stderr, "%s.%03dZ %s %s\n", ts, (int)(tv.tv_usec / 1000),
-          names[level], msg);
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  server_emit(s, level, fields, msg);
+  json_decref(fields);
 }
 
 wshub_buf_t *wshub_server_ping_frame(wshub_server_t *s) {
@@ -157,6 +213,7 @@ void wshub_server_conn_removed(wshub_server_t *s, wshub_conn_t *c) {
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
   s->nconns--;
+  wshub_metric_sub(&s->m.open[c->kind], 1);
   server_ip_remove(s, c);
   if (s->closing)
     server_maybe_done(s);
@@ -187,6 +244,7 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
   if (s->cfg.max_backlog > 0 && s->cfg.max_backlog < s->cfg.max_message + 16)
     s->cfg.max_backlog = s->cfg.max_message + 16;
   wshub_hub_init(&s->hub);
+  s->self = s;
   if (cfg->public_dir != NULL) {
     if (realpath(cfg->public_dir, s->root) == NULL) {
       int err = -errno;
@@ -196,6 +254,13 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
       return err;
     }
     s->root_len = strlen(s->root);
+  }
+  int joined = wshub_metrics_join(s);
+  if (joined != 0) {
+    wshub_hub_free(&s->hub);
+    wshub_map_free(&s->per_ip);
+    free(s);
+    return joined;
   }
   uv_prepare_init(loop, &s->flush);
   s->flush.data = s;
@@ -210,31 +275,49 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
   wshub_deflate_init(&s->deflate, loop, s->cfg.deflate_level,
                      s->cfg.deflate_threshold);
   s->deflate.timer.data = s;
-  s->open_handles = 4;
+  wshub_metrics_timer_start(s);
+  s->open_handles = 5; /* with the lag timer */
   *out = s;
   return 0;
 }
 
+/* 1 if listener is one of the server's operations listeners. */
+static int server_is_ops(const wshub_server_t *s, uv_stream_t *listener) {
+  for (int i = 0; i < s->nlisteners; i++)
+    if ((uv_stream_t *)&s->listeners[i] == listener)
+      return (s->ops_listeners >> i) & 1;
+  return 0;
+}
+
 int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
-  if (s->closing)
+  int ops = server_is_ops(s, listener);
+  if (s->closing && !ops)
     return UV_ECANCELED;
   wshub_conn_t *c;
   int r = wshub_conn_accept(s, listener, &c);
   if (r != 0)
     return r;
+  c->ops = (uint8_t)ops;
+  c->kind = WSHUB_TR_HTTP;
+  wshub_metric_inc(&s->m.open[WSHUB_TR_HTTP]);
+  wshub_metric_inc(&s->m.accepted);
   s->accept_failing = 0;
   wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
   size_t from_ip = server_ip_add(s, c);
   const char *full = NULL;
+  int why = WSHUB_REFUSE_NOMEM;
   if (from_ip == 0)
     full = "out of memory";
+  else if (ops) /* operations connections are not limited */
+    full = wshub_http_attach(c) != 0 ? "out of memory" : NULL;
   else if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections)
-    full = "server full: too many connections";
+    full = "server full: too many connections", why = WSHUB_REFUSE_MAX_CONN;
   else if (s->cfg.max_per_ip > 0 && from_ip > s->cfg.max_per_ip)
-    full = "too many connections from your address";
+    full = "too many connections from your address", why = WSHUB_REFUSE_PER_IP;
   else if (wshub_http_attach(c) != 0)
     full = "out of memory";
   if (full != NULL) {
+    wshub_metric_inc(&s->m.refused[why]);
     /* Once per episode at warn level; the rest only at debug. */
     wshub_log(s, s->refusing ? WSHUB_LOG_DEBUG : WSHUB_LOG_WARN,
               "%s refused with 503: %s%s", c->peer, full,
@@ -357,6 +440,27 @@ static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog) {
   return 0;
 }
 
+int wshub_listen_ops(wshub_server_t *s, const char *host, int port,
+                     int backlog) {
+  int first = s->nlisteners, port0 = s->port;
+  int r = wshub_listen(s, host, port, backlog);
+  if (r == 0) {
+    s->ops_listeners |= 1u << first;
+    s->port = port0; /* the port stays the main one's */
+  }
+  return r;
+}
+
+int wshub_listen_ops_fd(wshub_server_t *s, uv_os_sock_t fd) {
+  int first = s->nlisteners, port0 = s->port;
+  int r = wshub_listen_fd(s, fd);
+  if (r == 0) {
+    s->ops_listeners |= 1u << first;
+    s->port = port0;
+  }
+  return r;
+}
+
 int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
   uv_tcp_t *l;
   int r = server_new_listener(s, &l);
@@ -385,6 +489,7 @@ int wshub_server_port(const wshub_server_t *s) {
 static void server_free_if_done(wshub_server_t *s) {
   if (s->open_handles > 0)
     return;
+  wshub_metrics_stop(s);
   wshub_close_cb cb = s->close_cb;
   if (cb)
     cb(s);
@@ -417,6 +522,10 @@ static void server_maybe_done(wshub_server_t *s) {
     return;
   /* Flush whatever the last connections queued before they went. */
   server_on_flush(&s->flush);
+  for (int i = 0; i < s->nlisteners; i++) /* operations listeners */
+    if (!uv_is_closing((uv_handle_t *)&s->listeners[i]))
+      uv_close((uv_handle_t *)&s->listeners[i], server_on_listener_closed);
+  uv_close((uv_handle_t *)&s->lag_timer, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->flush, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->shutdown_timer, server_on_handle_closed);
   uv_close((uv_handle_t *)&s->accept_timer, server_on_handle_closed);
@@ -436,8 +545,12 @@ void wshub_close(wshub_server_t *s, wshub_close_cb close_cb) {
     return;
   s->closing = 1;
   s->close_cb = close_cb;
+  wshub_metric_set(&s->m.draining, 1);
+  /* Operations listeners stay open until the last connection is gone, so
+   * /readyz can say 503 meanwhile (server_maybe_done closes them). */
   for (int i = 0; i < s->nlisteners; i++)
-    if (!uv_is_closing((uv_handle_t *)&s->listeners[i]))
+    if (!((s->ops_listeners >> i) & 1) &&
+        !uv_is_closing((uv_handle_t *)&s->listeners[i]))
       uv_close((uv_handle_t *)&s->listeners[i], server_on_listener_closed);
   /* Keep the loop alive until every connection has finished. */
   uv_ref((uv_handle_t *)&s->shutdown_timer);

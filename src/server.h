@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "deflate.h"
 #include "hub.h"
+#include "metrics.h"
 #include "wshub.h"
 
 #define WSHUB_MAX_LISTENERS 8
@@ -55,11 +56,24 @@ struct wshub_server_s {
   unsigned open_handles; /* server-level handles not yet closed */
   wshub_close_cb close_cb;
 
+  /* Operations (metrics.c): counters written by this thread only. */
+  wshub_counters_t m;
+  wshub_server_t *self; /* a one-server group: &self */
+  uv_timer_t lag_timer;
+  uint64_t lag_last;      /* uv_hrtime() of its last firing */
+  unsigned ops_listeners; /* bit i: listeners[i] serves operations only */
+
   char readbuf[WSHUB_READ_BUF];
 };
 
 void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with structured fields (a JSON object, stolen; may be NULL):
+ * members of the line's object in JSON, " key=value" after the text. */
+struct json_t;
+void wshub_log_fields(wshub_server_t *s, wshub_log_level_t level,
+                      struct json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Bookkeeping called by conn.c. */
 void wshub_server_conn_added(wshub_server_t *s, wshub_conn_t *c);

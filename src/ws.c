@@ -50,6 +50,8 @@ struct wshub_ws_s {
   uint8_t deflate;     /* permessage-deflate negotiated */
   uint8_t server_bits; /* its window for what we send */
   uint8_t client_bits; /* 0: the client compresses each message alone */
+  uint8_t tx_close;    /* the payload wslay sends next is a close's */
+  uint8_t tx_payload;  /* bytes of that control frame's payload to come */
   uint16_t fail_code;  /* a callback failed the connection with this */
   const char *fail_reason;
   struct z_stream_s *inflater; /* the client's kept context, made lazily */
@@ -86,10 +88,38 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   return (ssize_t)n;
 }
 
+/* Counts the close frames wslay sends (its answer to the peer's close, or
+ * ours from wshub_ws_close): it sends only control frames, each header in
+ * one call and the payload, if any, in the next. */
+static void ws_count_tx(wshub_ws_t *ws, const uint8_t *d, size_t len) {
+  wshub_counters_t *m = &ws->conn->server->m;
+  if (ws->tx_payload > 0) {
+    if (ws->tx_close && len >= 2)
+      wshub_metric_inc(&m->close_tx[wshub_close_slot(d[0] << 8 | d[1])]);
+    ws->tx_close = 0;
+    ws->tx_payload = (uint8_t)(len < ws->tx_payload ? ws->tx_payload - len : 0);
+    return;
+  }
+  if (len < 2 || (d[1] & 0x7f) > 125)
+    return;
+  size_t plen = d[1] & 0x7f;
+  if ((d[0] & 0x0f) == WSLAY_CONNECTION_CLOSE) {
+    if (plen == 0)
+      wshub_metric_inc(&m->close_tx[wshub_close_slot(1005)]);
+    else if (len >= 4)
+      wshub_metric_inc(&m->close_tx[wshub_close_slot(d[2] << 8 | d[3])]);
+    else
+      ws->tx_close = 1;
+  }
+  if (len < 2 + plen)
+    ws->tx_payload = (uint8_t)(2 + plen - len);
+}
+
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
                           size_t len, int flags, void *user) {
   (void)flags;
   wshub_ws_t *ws = user;
+  ws_count_tx(ws, data, len);
   if (wshub_conn_send_copy(ws->conn, data, len) != 0) {
     ws->failed = 1;
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
@@ -128,7 +158,11 @@ void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason) {
     uint8_t f[WSHUB_FRAME_CLOSE_MAX];
     uv_buf_t b = uv_buf_init((char *)f,
                              (unsigned)wshub_frame_close_into(f, code, reason));
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w > 0)
+      wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
+    if (w == (int)b.len)
+      wshub_metric_inc(&c->server->m.close_tx[wshub_close_slot(code)]);
   }
   wshub_conn_close_later(c);
 }
@@ -136,6 +170,7 @@ void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason) {
 void wshub_ws_drop_slow(wshub_ws_t *ws) {
   if (ws->dead || !wshub_conn_is_open(ws->conn))
     return;
+  wshub_metric_inc(&ws->conn->server->m.slow);
   wshub_log(ws->conn->server, WSHUB_LOG_WARN,
             "%s: slow consumer (%zu bytes queued), disconnecting",
             ws->conn->peer, ws->conn->queued);
@@ -201,6 +236,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
   case WSLAY_CONNECTION_CLOSE:
     ws->closing = 1;
     ws->close_code = m->status_code ? m->status_code : 1005;
+    wshub_metric_inc(
+        &ws->conn->server->m.close_rx[wshub_close_slot(ws->close_code)]);
     if (m->msg_length > 2 && ws->close_reason == NULL &&
         (ws->close_reason = malloc(m->msg_length - 1)) != NULL) {
       memcpy(ws->close_reason, m->msg + 2, m->msg_length - 2);
@@ -209,6 +246,7 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
     return;
   case WSLAY_TEXT_FRAME:
   case WSLAY_BINARY_FRAME:
+    wshub_metric_inc(&ws->conn->server->m.ws_msgs_in);
     break;
   default:
     return;
@@ -226,10 +264,13 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
   wshub_server_t *s = ws->conn->server;
   if (s->cfg.echo) {
     wshub_buf_t *f = wshub_frame_build(m->opcode, msg, len);
+    int r = f == NULL ? UV_ENOMEM : wshub_ws_send_frame(ws, f);
     if (f == NULL)
       wshub_conn_close_later(ws->conn);
-    else if (wshub_ws_send_frame(ws, f) == UV_ENOBUFS)
+    else if (r == UV_ENOBUFS)
       wshub_ws_drop_slow(ws);
+    else if (r == 0)
+      wshub_metric_inc(&s->m.deliveries);
     wshub_buf_unref(f);
   } else if (s->cfg.on_message != NULL && ws->client != NULL) {
     s->cfg.on_message(ws->client, (const char *)msg, len,
@@ -305,8 +346,8 @@ static int ws_quiescent(const wshub_ws_t *ws) {
  * framing layer answers malformed headers with an empty close. */
 static void ws_fail(wshub_ws_t *ws, uint16_t code, const char *reason) {
   wshub_buf_t *f = wshub_frame_close(code, reason);
-  if (f != NULL)
-    wshub_conn_send_buf(ws->conn, f);
+  if (f != NULL && wshub_conn_send_buf(ws->conn, f) == 0)
+    wshub_metric_inc(&ws->conn->server->m.close_tx[wshub_close_slot(code)]);
   wshub_buf_unref(f);
   ws->closing = 1;
   wshub_log(ws->conn->server, WSHUB_LOG_INFO, "%s: websocket failed: %u %s",

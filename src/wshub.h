@@ -23,6 +23,10 @@
 
 typedef struct wshub_server_s wshub_server_t;
 typedef struct wshub_client_s wshub_client_t;
+/* Servers whose metrics are reported together (see "Operations"). */
+typedef struct wshub_metrics_group_s wshub_metrics_group_t;
+/* Where an application writes its own metrics lines (on_metrics). */
+typedef struct wshub_metrics_out_s wshub_metrics_out_t;
 
 /* One request header, as received (value trimmed of surrounding blanks). */
 typedef struct {
@@ -154,6 +158,21 @@ typedef struct {
                                      most that many bits, which the server
                                      keeps for each of them (about 2^bits + 7
                                      KiB per client) */
+
+  /* Operations (see "Operations" below). The library serves nothing of
+   * this unless asked (defaults 0 / NULL). */
+  int metrics; /* answer GET /metrics (Prometheus text format 0.0.4) */
+  int health;  /* answer GET /healthz and GET /readyz */
+  wshub_metrics_group_t *metrics_group; /* report with these servers (one
+                                           per thread); NULL: alone */
+  unsigned metrics_thread;              /* this server's thread="" label (0) */
+  /* 0: not ready (/readyz answers 503). Called on any thread. NULL:
+   * ready unless shutting down. The chat installs its own. */
+  int (*on_ready)(void *user);
+  /* Appends the application's own lines to a scrape (any thread). */
+  void (*on_metrics)(wshub_metrics_out_t *out, void *user);
+  int log_json;   /* stderr lines as JSON objects, not text (no log_cb) */
+  int access_log; /* one info line per HTTP response */
 } wshub_config_t;
 
 /* Fills cfg with the defaults documented above. */
@@ -197,6 +216,31 @@ void wshub_close(wshub_server_t *server, wshub_close_cb close_cb);
 size_t wshub_server_connections(const wshub_server_t *server);
 
 const char *wshub_strerror(int err);
+
+/* Operations. With cfg.metrics / cfg.health set, GET /metrics, /healthz
+ * and /readyz are answered before on_request on every listener — or only
+ * on "operations" listeners, once the server has one (wshub_listen_ops:
+ * it serves those three paths and 404 for anything else, and stays open
+ * during a graceful shutdown so /readyz can say 503 until the end).
+ * Counters live in each server, written by its own thread only; a group
+ * (one per process, shared by the servers of all threads; free it after
+ * they have closed) makes a scrape on any of them report the sum. */
+int wshub_listen_ops(wshub_server_t *server, const char *host, int port,
+                     int backlog);
+/* The same on a socket the caller bound and put in listening state (e.g.
+ * one per thread with SO_REUSEPORT: a thread that has finished its
+ * shutdown closes its own, and the others still answer). */
+int wshub_listen_ops_fd(wshub_server_t *server, uv_os_sock_t fd);
+wshub_metrics_group_t *wshub_metrics_group_new(void);
+void wshub_metrics_group_free(wshub_metrics_group_t *group);
+/* The /metrics text of the server's group (or of the server alone) into a
+ * malloc'd *text of *len bytes; for hosts that serve it themselves. */
+int wshub_metrics_write(wshub_server_t *server, char **text, size_t *len);
+/* Appends printf-formatted text to a scrape (inside on_metrics). */
+int wshub_metrics_printf(wshub_metrics_out_t *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 1 when /readyz would answer 200. */
+int wshub_server_ready(wshub_server_t *server);
 
 /* Clients (WebSocket connections) and rooms. A client pointer is valid from
  * on_open until on_close returns. Sending never blocks: the frame is built
@@ -297,5 +341,9 @@ size_t wshub_client_count(const wshub_server_t *s);
  * also carry the node's random number (from bit 40 of n - 1), so that they
  * are unique across nodes and name their node. */
 uint64_t wshub_chat_id_first(const wshub_chat_t *chat, unsigned index);
+
+/* 1 unless the chat shares its rooms through Redis and the link is down
+ * (the chat's on_ready, installed by wshub_chat_install). */
+int wshub_chat_ready(wshub_chat_t *chat);
 
 #endif

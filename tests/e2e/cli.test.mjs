@@ -19,6 +19,7 @@ const OPTIONS = [
   '--max-header-bytes', '--max-headers', '--max-body', '--log-level', '--help', '--version',
   '--deflate', '--deflate-threshold', '--deflate-level', '--deflate-client-window',
   '--redis', '--config',
+  '--metrics', '--health', '--metrics-port', '--log-format', '--access-log',
 ];
 
 test('--help prints usage listing every option to stdout and exits 0', async () => {
@@ -59,6 +60,11 @@ const BAD = [
   [['--deflate-client-window', '16'], 'deflate-client-window'],
   [['--redis', 'http://127.0.0.1:6379'], 'redis'],
   [['--redis', 'redis://127.0.0.1:0'], 'redis'],
+  [['--metrics', 'yes'], 'metrics'],
+  [['--health', 'no'], 'health'],
+  [['--metrics-port', 'x'], 'metrics-port'],
+  [['--log-format', 'xml'], 'log-format'],
+  [['--access-log', '1'], 'access-log'],
 ];
 
 for (const [bad, name] of BAD) {

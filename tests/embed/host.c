@@ -12,6 +12,9 @@
  *      answers GET /host with 200 "host route" (everything else → 404).
  *   B: sends {"type":"hello","server":"B","id":"<id>"}; no host routes.
  *
+ * Both report their metrics together (one wshub_metrics_group_t); A alone
+ * answers GET /metrics, /healthz and /readyz (cfg.metrics, cfg.health).
+ *
  * Both answer the text commands all / room / me / count / bye (see
  * host_on_message). Each client owns a heap counter of the messages it sent
  * (wshub_client_set_data), allocated in on_open and freed in on_close, so a
@@ -47,6 +50,7 @@ typedef struct {
   side_t a;
   side_t b;
   unsigned long ticks;
+  wshub_metrics_group_t *group; /* A and B, reported together */
 } host_t;
 
 /* Per-connection user data. */
@@ -176,6 +180,9 @@ static int host_start(host_t *h, side_t *side, const char *name,
   cfg.on_close = host_on_close;
   cfg.on_request = has_routes ? host_on_request : NULL;
   cfg.user = side;
+  cfg.metrics = cfg.health = has_routes;
+  cfg.metrics_group = h->group;
+  cfg.metrics_thread = has_routes ? 0 : 1;
   int r = wshub_server_new(&h->loop, &cfg, &side->server);
   if (r == 0)
     r = wshub_listen(side->server, "127.0.0.1", 0, 0);
@@ -193,7 +200,8 @@ int main(void) {
     fprintf(stderr, "host: uv_loop_init: %s\n", uv_strerror(r));
     return 1;
   }
-  if (host_start(&h, &h.a, "A", 1) != 0 || host_start(&h, &h.b, "B", 0) != 0)
+  if ((h.group = wshub_metrics_group_new()) == NULL ||
+      host_start(&h, &h.a, "A", 1) != 0 || host_start(&h, &h.b, "B", 0) != 0)
     return 1;
 
   uv_timer_init(&h.loop, &h.tick);
@@ -213,6 +221,7 @@ int main(void) {
           h.a.opens, h.a.closes, h.a.last_code, h.b.opens, h.b.closes,
           h.b.last_code, h.ticks);
   r = uv_loop_close(&h.loop);
+  wshub_metrics_group_free(h.group);
   fprintf(stderr, "host: uv_loop_close=%d\n", r);
   return r == 0 ? 0 : 3;
 }

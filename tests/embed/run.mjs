@@ -452,6 +452,20 @@ test('host: two servers and a timer in one loop, then a clean SIGTERM', async (t
       assert.equal((await get(ports.B, '/')).status, 404);
     });
 
+    await t.test('operations: A answers /metrics for A and B together, /healthz, /readyz; B none', async () => {
+      const m = await get(ports.A, '/metrics');
+      assert.equal(m.status, 200);
+      assert.equal(m.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+      assert.match(m.body, /^wshub_threads 2$/m);
+      assert.match(m.body, /^wshub_hub_rooms\{thread="0"\} 1$/m, 'A has its room "ticks"');
+      assert.match(m.body, /^wshub_hub_rooms\{thread="1"\} 0$/m);
+      assert.match(m.body, /^wshub_ready 1$/m);
+      assert.equal((await get(ports.A, '/healthz')).body, 'ok\n');
+      assert.equal((await get(ports.A, '/readyz')).body, 'ready\n');
+      assert.equal((await get(ports.B, '/metrics')).status, 404);
+      assert.equal((await get(ports.B, '/healthz')).status, 404);
+    });
+
     await t.test('SIGTERM: close 1001 to every client, both servers close, uv_loop_close() == 0', async () => {
       // Still ticking, still only on A.
       const n = a2.ticks.length;
