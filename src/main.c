@@ -45,6 +45,13 @@ typedef struct {
   struct worker_s *workers;
   wshub_chat_t *chat;
   int stopping;
+  /* TLS: --tls-cert, --tls-key, --tls-port (-1: --port itself speaks TLS);
+   * the context all threads share; SIGHUP loads the files again. */
+  const char *tls_cert, *tls_key;
+  int tls_port;
+  wshub_tls_t *tls;
+  uv_signal_t sighup;
+  unsigned tls_waiting; /* threads yet to take a reloaded context */
 } main_t;
 
 static void usage(FILE *f) {
@@ -132,6 +139,13 @@ static void usage(FILE *f) {
       "                           request ends after S (default 60)\n"
       "  --redis URL              share rooms with the other nodes using the\n"
       "                           Redis at redis://host[:port][/db]\n"
+      "\n"
+      "TLS (https and wss; SIGHUP reloads the certificate):\n"
+      "  --tls-cert FILE          PEM certificate (chain) file\n"
+      "  --tls-key FILE           its PEM private key (unencrypted)\n"
+      "  --tls-port N             speak TLS on port N, beside the plain "
+      "--port;\n"
+      "                           without it, --port itself speaks TLS\n"
       "\n"
       "Process:\n"
       "  --shutdown-timeout S     on SIGINT/SIGTERM, wait S for connections "
@@ -226,6 +240,9 @@ enum {
   OPT_DEFLATE_LEVEL,
   OPT_DEFLATE_CLIENT_WINDOW,
   OPT_REDIS,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_PORT,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -265,6 +282,9 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"deflate-client-window", required_argument, NULL,
        OPT_DEFLATE_CLIENT_WINDOW},
       {"redis", required_argument, NULL, OPT_REDIS},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-port", required_argument, NULL, OPT_TLS_PORT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -380,6 +400,16 @@ static int parse_args(main_t *m, int argc, char **argv) {
       if (parse_int(optarg, 1, 9, &cfg->deflate_level) != 0)
         return bad(name, optarg, "expected 1-9");
       break;
+    case OPT_TLS_CERT:
+      m->tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      m->tls_key = optarg;
+      break;
+    case OPT_TLS_PORT:
+      if (parse_int(optarg, 0, 65535, &m->tls_port) != 0)
+        return bad(name, optarg, "expected a port number 0-65535");
+      break;
     case OPT_REDIS: {
       char host[256];
       int port, db;
@@ -470,6 +500,20 @@ static int parse_args(main_t *m, int argc, char **argv) {
     fprintf(stderr, "Try 'wshub --help'.\n");
     return 2;
   }
+  if ((m->tls_cert == NULL) != (m->tls_key == NULL) ||
+      (m->tls_port >= 0 && m->tls_cert == NULL)) {
+    fprintf(stderr, "wshub: %s\n",
+            m->tls_cert == NULL && m->tls_key == NULL
+                ? "--tls-port needs --tls-cert and --tls-key"
+                : "--tls-cert and --tls-key go together");
+    fprintf(stderr, "Try 'wshub --help'.\n");
+    return 2;
+  }
+  if (m->tls_port > 0 && m->tls_port == m->port) {
+    char v[16];
+    snprintf(v, sizeof(v), "%d", m->tls_port);
+    return bad("tls-port", v, "must differ from --port");
+  }
   if (cfg->echo && !m->max_message_set)
     cfg->max_message = 64 * 1024 * 1024;
   if (cfg->public_dir == NULL)
@@ -498,12 +542,17 @@ static unsigned long raise_nofile(void) {
 typedef struct worker_s {
   main_t *m;
   unsigned index;
-  uv_os_sock_t fd;
+  uv_os_sock_t fd; /* plain listener, -1: none */
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t stop;
   wshub_server_t *server;
   int detached; /* the chat let go of this thread's loop */
+  /* TLS: the listener (-1: none), and a reloaded context handed over by
+   * the main thread (taken with an atomic exchange). */
+  uv_os_sock_t tls_fd;
+  uv_async_t reload;
+  wshub_tls_t *tls_next;
 } worker_t;
 
 static void worker_detach(worker_t *w) {
@@ -517,9 +566,28 @@ static void worker_on_closed(wshub_server_t *s) {
   worker_detach(wshub_server_loop(s)->data);
 }
 
+/* A certificate reload reached this thread: new connections use it. */
+static void worker_on_reload(uv_async_t *a) {
+  worker_t *w = a->data;
+  wshub_tls_t *tls = __atomic_exchange_n(&w->tls_next, NULL, __ATOMIC_ACQ_REL);
+  if (tls == NULL)
+    return;
+  int r = wshub_server_set_tls(w->server, tls);
+  wshub_tls_free(tls);
+  if (r != 0)
+    fprintf(stderr, "wshub: thread %u: cannot take the new certificate: %s\n",
+            w->index, wshub_strerror(r));
+  else if (__atomic_sub_fetch(&w->m->tls_waiting, 1, __ATOMIC_ACQ_REL) == 0)
+    fprintf(stderr, "wshub: SIGHUP: new certificate in use by every thread\n");
+}
+
 static void worker_on_stop(uv_async_t *a) {
   worker_t *w = a->data;
   uv_close((uv_handle_t *)&w->stop, NULL);
+  if (w->m->tls != NULL) {
+    uv_close((uv_handle_t *)&w->reload, NULL);
+    wshub_tls_free(__atomic_exchange_n(&w->tls_next, NULL, __ATOMIC_ACQ_REL));
+  }
   /* the loop runs out; worker_main goes on */
   wshub_close(w->server, worker_on_closed);
 }
@@ -555,7 +623,18 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
   r = wshub_server_new(&w->loop, &cfg, &w->server);
   if (r != 0)
     return r;
-  r = wshub_listen_fd(w->server, w->fd);
+  if (m->tls != NULL) {
+    r = wshub_server_set_tls(w->server, m->tls);
+    if (r == 0 && w->tls_fd >= 0)
+      r = wshub_listen_fd_tls(w->server, w->tls_fd);
+    if (r == 0)
+      r = uv_async_init(&w->loop, &w->reload, worker_on_reload);
+    w->reload.data = w;
+    if (r != 0)
+      return r;
+  }
+  if (w->fd >= 0)
+    r = wshub_listen_fd(w->server, w->fd);
   if (r == 0 && m->chat != NULL)
     r = wshub_chat_attach(m->chat, i, &w->loop, w->server);
   if (r == 0)
@@ -602,6 +681,60 @@ static int socket_port(uv_os_sock_t fd) {
                                        : ((struct sockaddr_in *)&a)->sin_port);
 }
 
+/* One listening socket per thread on host:port, into each worker's fd
+ * (tls: tls_fd); *host falls back to 0.0.0.0 without IPv6. *bound: the
+ * port (port 0 picks one, which the other threads then share). Returns 0,
+ * or 1 after saying why. */
+static int bind_sockets(main_t *m, worker_t *workers, const char **host,
+                        int port, int tls, int *bound) {
+  for (unsigned i = 0; i < m->threads; i++) {
+    uv_os_sock_t *fd = tls ? &workers[i].tls_fd : &workers[i].fd;
+    int r = listen_socket(*host, port, m->threads > 1, fd);
+    if (r != 0 && i == 0 && m->host == NULL && r != UV_EADDRINUSE &&
+        strcmp(*host, "::") == 0) {
+      *host = "0.0.0.0"; /* no IPv6 on this machine */
+      r = listen_socket(*host, port, m->threads > 1, fd);
+    }
+    if (r != 0) {
+      *fd = -1;
+      fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", *host, port,
+              r == UV_EADDRINUSE ? "address already in use"
+                                 : wshub_strerror(r));
+      return 1;
+    }
+    if (i == 0)
+      port = *bound = socket_port(*fd);
+  }
+  return 0;
+}
+
+/* SIGHUP: the certificate and key files again. Each thread gets the new
+ * context through its loop (established connections keep the old one);
+ * a file that does not load changes nothing. */
+static void on_sighup(uv_signal_t *sig, int signum) {
+  (void)signum;
+  main_t *m = sig->data;
+  if (m->stopping)
+    return;
+  char err[1024];
+  wshub_tls_t *tls;
+  if (wshub_tls_load(m->tls_cert, m->tls_key, &tls, err, sizeof(err)) != 0) {
+    fprintf(stderr, "wshub: SIGHUP: %s; keeping the current certificate\n",
+            err);
+    return;
+  }
+  __atomic_store_n(&m->tls_waiting, m->threads, __ATOMIC_RELEASE);
+  for (unsigned i = 0; i < m->threads; i++) {
+    worker_t *w = &m->workers[i];
+    wshub_tls_free(__atomic_exchange_n(&w->tls_next, wshub_tls_ref(tls),
+                                       __ATOMIC_ACQ_REL));
+    uv_async_send(&w->reload);
+  }
+  wshub_tls_free(m->tls);
+  m->tls = tls;
+  fprintf(stderr, "wshub: SIGHUP: certificate %s loaded\n", m->tls_cert);
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
   main_t *m = sig->data;
   if (m->stopping) {
@@ -634,6 +767,8 @@ static void on_workers_done(uv_async_t *a) {
   uv_close((uv_handle_t *)&m->trim, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
+  if (m->tls != NULL)
+    uv_close((uv_handle_t *)&m->sighup, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -645,6 +780,7 @@ int main(int argc, char **argv) {
   m.cfg.max_per_ip = 1000;
   m.cfg.max_connections = (size_t)-1; /* from the open-file limit below */
   m.port = 3000;
+  m.tls_port = -1;
   int rc = parse_args(&m, argc, argv);
   if (rc >= 0)
     return rc;
@@ -665,6 +801,16 @@ int main(int argc, char **argv) {
       m.cfg.max_per_ip = (m.cfg.max_per_ip + m.threads - 1) / m.threads;
   }
 
+  /* The certificate first: a bad file is reported before anything
+   * listens. */
+  if (m.tls_cert != NULL) {
+    char err[1024];
+    if (wshub_tls_load(m.tls_cert, m.tls_key, &m.tls, err, sizeof(err)) != 0) {
+      fprintf(stderr, "wshub: TLS: %s\n", err);
+      return 1;
+    }
+  }
+
   /* The sockets first: a port in use is reported before anything starts. */
   worker_t *workers = calloc(m.threads, sizeof(*workers));
   if (workers == NULL) {
@@ -672,25 +818,26 @@ int main(int argc, char **argv) {
     return 1;
   }
   const char *host = m.host ? m.host : "::";
-  int port = m.port;
-  int r = 0;
-  for (unsigned i = 0; i < m.threads && r == 0; i++) {
-    r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
-    if (r != 0 && i == 0 && m.host == NULL && r != UV_EADDRINUSE) {
-      host = "0.0.0.0"; /* no IPv6 on this machine */
-      r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
-    }
-    if (r == 0 && i == 0)
-      port = socket_port(workers[0].fd);
-    if (r != 0) {
-      fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", host, m.port,
-              r == UV_EADDRINUSE ? "address already in use"
-                                 : wshub_strerror(r));
-      for (unsigned j = 0; j < i; j++)
+  for (unsigned i = 0; i < m.threads; i++)
+    workers[i].fd = workers[i].tls_fd = -1;
+  /* With TLS and no --tls-port, --port speaks TLS; else it is plain. */
+  int port = -1, tls_port = -1;
+  int r = m.tls == NULL || m.tls_port >= 0
+              ? bind_sockets(&m, workers, &host, m.port, 0, &port)
+              : 0;
+  if (r == 0 && m.tls != NULL)
+    r = bind_sockets(&m, workers, &host, m.tls_port >= 0 ? m.tls_port : m.port,
+                     1, &tls_port);
+  if (r != 0) {
+    for (unsigned j = 0; j < m.threads; j++) {
+      if (workers[j].fd >= 0)
         close(workers[j].fd);
-      free(workers);
-      return 1;
+      if (workers[j].tls_fd >= 0)
+        close(workers[j].tls_fd);
     }
+    free(workers);
+    wshub_tls_free(m.tls);
+    return 1;
   }
 
   if (!m.cfg.echo &&
@@ -717,29 +864,43 @@ int main(int argc, char **argv) {
   m.workers = workers;
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  if (m.tls != NULL) {
+    uv_signal_init(loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
+  }
   for (unsigned i = 0; i < m.threads; i++)
     uv_thread_create(&workers[i].thread, worker_main, &workers[i]);
   /* Only now, with SIGINT/SIGTERM handled: a supervisor that stops the
    * server as soon as it says it listens gets a clean shutdown. */
   int v6 = strchr(host, ':') != NULL;
+  char where[160], tls_where[80] = "";
+  snprintf(where, sizeof(where), "%s://%s%s%s:%d", port >= 0 ? "http" : "https",
+           v6 ? "[" : "", host, v6 ? "]" : "", port >= 0 ? port : tls_port);
+  if (port >= 0 && tls_port >= 0)
+    snprintf(tls_where, sizeof(tls_where), " and https://%s%s%s:%d",
+             v6 ? "[" : "", host, v6 ? "]" : "", tls_port);
   fprintf(stderr,
           "wshub " WSHUB_VERSION
-          ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)\n",
-          v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
-          m.cfg.echo ? ", echo mode" : "", m.threads,
-          m.threads == 1 ? "" : "s");
+          ": listening on %s%s (public %s%s, %u thread%s)\n",
+          where, tls_where, m.cfg.public_dir, m.cfg.echo ? ", echo mode" : "",
+          m.threads, m.threads == 1 ? "" : "s");
   if (nofile > 0)
     fprintf(stderr,
             "wshub: open-file limit %lu: room for about %lu connections\n",
             nofile, nofile > 32 ? nofile - 32 : 0);
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
-    fprintf(stderr, "wshub: open http://localhost:%d\n", port);
+    fprintf(stderr, "wshub: open %s://localhost:%d\n",
+            port >= 0 ? "http" : "https", port >= 0 ? port : tls_port);
 
   uv_run(loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < m.threads; i++)
     uv_thread_join(&workers[i].thread);
+  for (unsigned i = 0; i < m.threads; i++)
+    wshub_tls_free(workers[i].tls_next);
   free(workers);
   wshub_chat_free(m.chat);
+  wshub_tls_free(m.tls);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));

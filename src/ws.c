@@ -124,11 +124,9 @@ void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason) {
   /* Say why, if the socket takes it at once and the stream is between
    * frames (nothing in flight; before the 101 has gone out, or after a
    * close frame, nothing may be said); the queue is dropped. */
-  if (c->proto == &ws_proto && !ws->closing && c->wq_writing == 0) {
+  if (c->proto == &ws_proto && !ws->closing) {
     uint8_t f[WSHUB_FRAME_CLOSE_MAX];
-    uv_buf_t b = uv_buf_init((char *)f,
-                             (unsigned)wshub_frame_close_into(f, code, reason));
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    wshub_conn_write_now(c, f, wshub_frame_close_into(f, code, reason));
   }
   wshub_conn_close_later(c);
 }
