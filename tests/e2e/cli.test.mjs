@@ -18,7 +18,7 @@ const OPTIONS = [
   '--host', '--port', '--public', '--header-timeout', '--keepalive-timeout',
   '--max-header-bytes', '--max-headers', '--max-body', '--log-level', '--help', '--version',
   '--deflate', '--deflate-threshold', '--deflate-level', '--deflate-client-window',
-  '--redis',
+  '--redis', '--tls-cert', '--tls-key', '--tls-port',
 ];
 
 test('--help prints usage listing every option to stdout and exits 0', async () => {
