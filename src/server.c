@@ -282,10 +282,11 @@ static int server_accept(wshub_server_t *s, uv_stream_t *listener, int tls) {
   if (full != NULL) {
     /* Once per episode at warn level; the rest only at debug. */
     wshub_log(s, s->refusing ? WSHUB_LOG_DEBUG : WSHUB_LOG_WARN,
-              "%s refused with 503: %s%s", c->peer, full,
+              "%s refused %s: %s%s", c->peer, tls ? "(closed)" : "with 503",
+              full,
               s->refusing ? "" : " (further refusals logged at debug level)");
     s->refusing = 1;
-    if (c->tls != NULL || tls) {
+    if (tls) {
       /* A 503 would first cost a handshake: just close. */
       wshub_conn_close(c);
       return 0;

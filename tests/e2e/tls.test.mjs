@@ -329,6 +329,27 @@ describe('plain and TLS listeners together, --echo', () => {
   });
 });
 
+describe('connection limits on a TLS port', () => {
+  test('past --max-connections a TLS connection is closed at once (no handshake); the open one goes on', async () => {
+    const tree = await makeTree({ 'index.html': INDEX_HTML });
+    const srv = await startTls(tree.pub, ['--threads', '1', '--max-connections', '1']);
+    try {
+      const first = await openTls(srv.tlsPort);
+      const e = await tlsFailure(srv.tlsPort, {});
+      assert.ok(e instanceof Error);
+      await waitLine(srv, /refused \(closed\): server full: too many connections/);
+      first.write(reqBytes('GET', '/'));
+      const res = await first.readResponse();
+      assert.equal(res.status, 200);
+      assert.equal(res.text, INDEX_HTML);
+      first.destroy();
+    } finally {
+      await stopAndCheck(srv);
+      await tree.cleanup();
+    }
+  });
+});
+
 describe('a slow consumer over TLS', () => {
   test('a wss client that stops reading is dropped; the room keeps every message', async () => {
     const tree = await makeTree({ 'index.html': INDEX_HTML });
