@@ -185,6 +185,9 @@ int wshub_tls_conn_feed(wshub_tls_conn_t *t, const void *data, size_t len) {
 
 int wshub_tls_conn_read(wshub_tls_conn_t *t, char *buf, size_t cap,
                         size_t *got) {
+  /* Nothing fed and nothing buffered: no need to ask OpenSSL. */
+  if (BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0 && !SSL_has_pending(t->ssl))
+    return WSHUB_TLS_WANT;
   ERR_clear_error();
   size_t n = 0;
   int r = SSL_read_ex(t->ssl, buf, cap, &n);
