@@ -1,6 +1,7 @@
 // tests/e2e/tls.test.mjs — wshub over TLS (--tls-cert, --tls-key,
 // --tls-port): https static files (exact bytes, HEAD, 304, a file streamed in
 // chunks), wss chat between clients, the HTTP chat transports over https,
+// TLS 1.2 suites and refused renegotiation,
 // plain and TLS listeners side by side, a 1 MiB echo, a slow consumer, what
 // is refused (TLS 1.1, plain HTTP and garbage on the TLS port: closed, nobody
 // else affected), start-up errors for bad certificate and key files, SIGHUP
@@ -195,6 +196,19 @@ describe('https and wss (TLS on --port, two threads)', () => {
     assert.equal(c.tls.getProtocol(), 'TLSv1.2');
     assert.match(c.tls.getCipher().name, /^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
     c.destroy();
+  });
+
+  test('TLS 1.2 renegotiation is refused (the connection ends, logged)', async () => {
+    const c = await openTls(srv.tlsPort, { maxVersion: 'TLSv1.2' });
+    const err = await new Promise((resolve) => {
+      c.tls.once('error', resolve);
+      c.tls.renegotiate({ rejectUnauthorized: false }, (e) => { if (e) resolve(e); });
+    });
+    assert.match(String(err.message), /no renegotiation/);
+    await waitLine(srv, /: TLS failed: /);
+    c.destroy();
+    const res = await httpsGet(srv.tlsPort, '/');
+    assert.equal(res.status, 200);
   });
 
   test('HEAD and 304 over TLS', async () => {
