@@ -159,7 +159,8 @@ typedef struct {
    * passphrase-protected). When both are set, wshub_server_new loads them
    * (a failure is logged with the file and the reason, and returned) and
    * the listeners opened with wshub_listen_tls / wshub_listen_fd_tls speak
-   * TLS 1.2 or 1.3; wshub_tls_reload reads the files again. NULL: none
+   * TLS 1.2 or 1.3; wshub_tls_reload reads the files again. Set both or
+   * neither (one alone: wshub_server_new fails with UV_EINVAL). NULL: none
    * (wshub_server_set_tls can still give the server a context). */
   const char *tls_cert;
   const char *tls_key;
