@@ -1,6 +1,8 @@
 /* conn.c — one TCP connection: reads into the loop-wide buffer, an ordered
  * and corked write queue of shared buffers, half-close with lingering, and
- * a lifetime that survives asynchronous work (see conn.h). */
+ * a lifetime that survives asynchronous work (see conn.h). With TLS it also
+ * drives the connection's engine (tls.h): decrypting what is read before
+ * the protocol sees it, and encrypting the queue at flush time. */
 #include "conn.h"
 
 #include <stdlib.h>
@@ -8,11 +10,15 @@
 
 #include "grow.h"
 #include "server.h"
+#include "tls.h"
 
 #define CONN_LINGER_MS 2000
 #define CONN_MAX_IOV 256
 
 static void conn_on_handle_closed(uv_handle_t *h);
+static void conn_tls_read(wshub_conn_t *c, size_t n);
+static void conn_tls_flush(wshub_conn_t *c);
+static int conn_tls_busy(const wshub_conn_t *c);
 
 static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
@@ -41,6 +47,10 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
       c->proto->on_eof(c, (int)n);
     else
       wshub_conn_close(c);
+    return;
+  }
+  if (c->tls != NULL) {
+    conn_tls_read(c, (size_t)n);
     return;
   }
   if (c->state == WSHUB_CONN_OPEN && c->proto)
@@ -251,6 +261,15 @@ static void conn_maybe_shutdown(wshub_conn_t *c) {
   if (c->state != WSHUB_CONN_ENDING || c->wq_head != c->wq_tail ||
       c->lingering || c->shutting)
     return;
+  if (c->tls != NULL) {
+    /* Everything written, then close_notify, written too. */
+    if (!c->tls->notified)
+      wshub_tls_conn_shutdown(c->tls);
+    if (conn_tls_busy(c)) {
+      wshub_server_mark_dirty(c->server, c);
+      return;
+    }
+  }
   c->shutting = 1;
   /* Rare, so not embedded in every connection. */
   uv_shutdown_t *req = malloc(sizeof(*req));
@@ -366,6 +385,10 @@ void wshub_conn_flush(wshub_conn_t *c) {
   }
   if (c->state == WSHUB_CONN_CLOSING)
     return;
+  if (c->tls != NULL) {
+    conn_tls_flush(c);
+    return;
+  }
   if (c->wq_writing > 0) {
     /* The socket was full at the last attempt and still is: everything
      * queued is waiting for the peer. A peer that never reads is caught
@@ -466,7 +489,10 @@ size_t wshub_conn_mark(const wshub_conn_t *c) {
 }
 
 void wshub_conn_truncate(wshub_conn_t *c, size_t mark) {
-  while (c->wq_tail > mark && c->wq_tail > c->wq_head + c->wq_writing) {
+  size_t keep = c->wq_head + c->wq_writing;
+  if (c->tls != NULL && c->tls->mid)
+    keep++; /* partly encrypted: the rest must follow */
+  while (c->wq_tail > mark && c->wq_tail > keep) {
     wshub_wentry_t *e = &c->wq[--c->wq_tail];
     c->queued -= e->len;
     wshub_metric_sub(&c->server->m.queued, e->len);
@@ -484,9 +510,295 @@ void wshub_conn_release(wshub_conn_t *c) {
   /* Entries not written (dropped on close). */
   conn_release_written(c, c->wq_tail - c->wq_head);
   free(c->wq);
+  wshub_tls_conn_free(c->tls);
   free(c);
 }
 
 static void conn_on_handle_closed(uv_handle_t *h) {
   wshub_conn_release(h->data);
+}
+
+int wshub_conn_write_now(wshub_conn_t *c, const void *p, size_t len) {
+  if (c->state == WSHUB_CONN_CLOSING)
+    return UV_EAGAIN;
+  if (c->tls == NULL) {
+    if (c->wq_writing > 0)
+      return UV_EAGAIN; /* an entry is half-written */
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w > 0)
+      wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
+    return w < 0 ? UV_EAGAIN : w;
+  }
+  /* One record, if nothing is on its way and no entry is half-encrypted. */
+  wshub_tls_conn_t *t = c->tls;
+  char out[1024];
+  if (!t->ready || t->notified || conn_tls_busy(c) || t->mid ||
+      len > sizeof(out) - 256 || wshub_tls_conn_write(t, p, len) != 0)
+    return UV_EAGAIN;
+  size_t n = wshub_tls_conn_take(t, out, sizeof(out));
+  uv_buf_t b = uv_buf_init(out, (unsigned)n);
+  int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (w > 0)
+    wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
+  if (w < 0)
+    return UV_EAGAIN;
+  return (size_t)w == n ? (int)len : 0; /* a record cut short */
+}
+
+/* ---- TLS ---------------------------------------------------------------
+ *
+ * Reading: the ciphertext libuv read into the loop-wide buffer is copied
+ * into the engine, then the buffer is reused for the plaintext, handed to
+ * the protocol in as few calls as it fits in.
+ *
+ * Writing, at flush time: ciphertext left from an earlier attempt (`out`)
+ * goes first; then what the engine holds (handshake messages, alerts,
+ * records) is taken into the server's scratch buffer and try-written, and
+ * only what the socket refuses is copied into `out`; then the queue is
+ * encrypted, up to a scratch-full at a time, small entries gathered into
+ * full records. Frames stay shared up to this point: framing is once per
+ * message, encryption once per connection. When the socket is full, `out`
+ * goes to one uv_write, the wake-up, and nothing more is encrypted until
+ * it completes: a slow reader's backlog stays plaintext in the queue
+ * (shared buffers) plus at most a scratch-full of ciphertext, and both
+ * count against max_backlog. */
+
+#define CONN_TLS_BATCH (WSHUB_TLS_SCRATCH - 4096) /* plaintext per round */
+
+int wshub_conn_use_tls(wshub_conn_t *c, wshub_tls_t *tls) {
+  c->tls = wshub_tls_conn_new(tls);
+  return c->tls != NULL ? 0 : UV_ENOMEM;
+}
+
+/* Ciphertext not yet accepted by the socket. */
+static int conn_tls_busy(const wshub_conn_t *c) {
+  const wshub_tls_conn_t *t = c->tls;
+  return t->writing || t->out_len > 0 || wshub_tls_conn_pending(t) > 0;
+}
+
+/* The handshake or a record failed: say so, send the alert if the socket
+ * takes it now, and close. */
+static void conn_tls_fail(wshub_conn_t *c, const char *why) {
+  wshub_tls_conn_t *t = c->tls;
+  wshub_log(c->server, WSHUB_LOG_INFO, "%s: TLS %s: %s", c->peer,
+            t->ready ? "failed" : "handshake failed", why);
+  if (!t->writing && t->out_len == 0) {
+    char alert[256];
+    size_t n = wshub_tls_conn_take(t, alert, sizeof(alert));
+    uv_buf_t b = uv_buf_init(alert, (unsigned)n);
+    if (n > 0)
+      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  wshub_conn_close(c);
+}
+
+static void conn_tls_read(wshub_conn_t *c, size_t n) {
+  wshub_tls_conn_t *t = c->tls;
+  char *buf = c->server->readbuf;
+  const size_t cap = sizeof(c->server->readbuf);
+  if (wshub_tls_conn_feed(t, buf, n) != 0) {
+    wshub_conn_close(c);
+    return;
+  }
+  int r;
+  do {
+    size_t got = 0, k;
+    while ((r = wshub_tls_conn_read(t, buf + got, cap - got, &k)) > 0 &&
+           (got += k) < cap) {
+    }
+    if (!t->ready && wshub_tls_conn_done(t)) {
+      t->ready = 1;
+      char what[96];
+      wshub_tls_conn_describe(t, what, sizeof(what));
+      wshub_log(c->server, WSHUB_LOG_DEBUG, "%s: TLS handshake done: %s",
+                c->peer, what);
+    }
+    if (got > 0 && c->state == WSHUB_CONN_OPEN && c->proto)
+      c->proto->on_read(c, buf, got);
+    if (c->state == WSHUB_CONN_CLOSING)
+      return;
+  } while (r > 0);
+  if (r == WSHUB_TLS_CLOSED) {
+    /* close_notify: the end of the peer's stream, like a FIN. */
+    wshub_conn_read_stop(c);
+    if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_eof)
+      c->proto->on_eof(c, UV_EOF);
+    else if (c->state == WSHUB_CONN_OPEN)
+      wshub_conn_close(c);
+  } else if (r < 0) {
+    char why[128];
+    wshub_tls_conn_why(why, sizeof(why));
+    conn_tls_fail(c, why);
+    return;
+  }
+  /* Handshake messages or tickets to send, or a queue that waited for the
+   * handshake. */
+  if (c->state != WSHUB_CONN_CLOSING &&
+      (wshub_tls_conn_pending(t) > 0 || (t->ready && c->wq_head != c->wq_tail)))
+    wshub_server_mark_dirty(c->server, c);
+}
+
+/* Encrypts up to `budget` bytes of the queue into the engine. */
+static int conn_tls_encrypt(wshub_conn_t *c, size_t budget) {
+  wshub_tls_conn_t *t = c->tls;
+  char stage[WSHUB_TLS_RECORD];
+  while (budget > 0 && c->wq_head != c->wq_tail) {
+    wshub_wentry_t *e = &c->wq[c->wq_head];
+    size_t rec = budget < WSHUB_TLS_RECORD ? budget : WSHUB_TLS_RECORD;
+    const char *p;
+    size_t n;
+    if (e->len >= rec) {
+      /* A record straight from a big entry. */
+      p = e->buf->data + e->off;
+      n = rec;
+      t->mid = n < e->len;
+      conn_consume(c, n);
+    } else {
+      /* Small entries gathered into one record. */
+      n = 0;
+      while (n < rec && c->wq_head != c->wq_tail) {
+        e = &c->wq[c->wq_head];
+        size_t k = e->len < rec - n ? e->len : rec - n;
+        memcpy(stage + n, e->buf->data + e->off, k);
+        n += k;
+        t->mid = k < e->len;
+        conn_consume(c, k);
+      }
+      p = stage;
+    }
+    if (wshub_tls_conn_write(t, p, n) != 0)
+      return UV_EPROTO;
+    budget -= n;
+  }
+  return 0;
+}
+
+static void conn_tls_on_write(uv_write_t *req, int status) {
+  wshub_conn_t *c = req->data;
+  wshub_tls_conn_t *t = c->tls;
+  t->writing = 0;
+  if (status == 0)
+    wshub_metric_add(&c->server->m.bytes_out, t->out_len);
+  t->out_off = t->out_len = 0;
+  if (c->state == WSHUB_CONN_CLOSING) {
+    wshub_conn_release(c);
+    return;
+  }
+  if (status != 0) {
+    wshub_conn_close(c);
+    wshub_conn_release(c);
+    return;
+  }
+  /* The socket has room again: the next flush writes what waits (or
+   * finds the queue drained). */
+  wshub_server_mark_dirty(c->server, c);
+  if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
+    c->proto->on_written(c);
+  wshub_conn_release(c);
+}
+
+/* Keeps out[off..off+len) of ciphertext the socket refused. */
+static int conn_tls_keep(wshub_tls_conn_t *t, const char *p, size_t len) {
+  if (t->out_off > 0) {
+    memmove(t->out, t->out + t->out_off, t->out_len);
+    t->out_off = 0;
+  }
+  if (t->out_len + len > t->out_cap) {
+    size_t cap = t->out_len + len;
+    char *o = realloc(t->out, cap);
+    if (o == NULL)
+      return UV_ENOMEM;
+    t->out = o;
+    t->out_cap = cap;
+  }
+  memcpy(t->out + t->out_len, p, len);
+  t->out_len += len;
+  return 0;
+}
+
+static void conn_tls_flush(wshub_conn_t *c) {
+  wshub_tls_conn_t *t = c->tls;
+  uv_stream_t *st = (uv_stream_t *)&c->tcp;
+  if (t->writing) {
+    /* Still full since the last attempt: everything waiting is the
+     * peer's to take (see wshub_conn_flush). */
+    conn_backlogged(c, c->queued + t->out_len + wshub_tls_conn_pending(t));
+    return;
+  }
+  for (;;) {
+    if (t->out_len > 0) {
+      uv_buf_t b = uv_buf_init(t->out + t->out_off, (unsigned)t->out_len);
+      int w = uv_try_write(st, &b, 1);
+      if (w < 0 && w != UV_EAGAIN) {
+        wshub_conn_close(c);
+        return;
+      }
+      if (w > 0) {
+        t->out_off += (size_t)w;
+        t->out_len -= (size_t)w;
+        wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
+      }
+      if (t->out_len > 0)
+        break; /* full */
+      t->out_off = 0;
+      continue;
+    }
+    size_t n =
+        wshub_tls_conn_take(t, c->server->tls_scratch, WSHUB_TLS_SCRATCH);
+    if (n > 0) {
+      uv_buf_t b = uv_buf_init(c->server->tls_scratch, (unsigned)n);
+      int w = uv_try_write(st, &b, 1);
+      if (w < 0 && w != UV_EAGAIN) {
+        wshub_conn_close(c);
+        return;
+      }
+      size_t done = w > 0 ? (size_t)w : 0;
+      wshub_metric_add(&c->server->m.bytes_out, done);
+      if (done < n) {
+        if (conn_tls_keep(t, c->server->tls_scratch + done, n - done) != 0) {
+          wshub_conn_close(c);
+          return;
+        }
+        break; /* full */
+      }
+      continue;
+    }
+    if (c->wq_head == c->wq_tail)
+      break; /* all out */
+    if (!t->ready) {
+      /* Nothing can be said before the handshake; an ending connection
+       * will not finish it (it no longer reads). */
+      if (c->state != WSHUB_CONN_OPEN)
+        wshub_conn_close(c);
+      return;
+    }
+    if (conn_tls_encrypt(c, CONN_TLS_BATCH) != 0) {
+      wshub_conn_close(c);
+      return;
+    }
+  }
+  if (t->out_len == 0) {
+    /* Everything went (the queue is empty: the loop ends no other way). */
+    free(t->out);
+    t->out = NULL;
+    t->out_cap = 0;
+    conn_drained(c);
+    if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
+      c->proto->on_written(c);
+    return;
+  }
+  /* The socket is full: `out` is the wake-up. */
+  uv_buf_t b = uv_buf_init(t->out + t->out_off, (unsigned)t->out_len);
+  c->wreq.data = c;
+  t->writing = 1;
+  wshub_conn_hold(c);
+  if (uv_write(&c->wreq, st, &b, 1, conn_tls_on_write) != 0) {
+    t->writing = 0;
+    wshub_conn_close(c);
+    wshub_conn_release(c);
+    return;
+  }
+  conn_backlogged(c, uv_stream_get_write_queue_size(st) + c->queued +
+                         wshub_tls_conn_pending(t));
 }

@@ -14,6 +14,12 @@
  * holds it (wshub_conn_hold/release, used across asynchronous file I/O).
  * After wshub_conn_close() the protocol layer gets on_free and must not
  * touch the connection again.
+ *
+ * TLS: a connection accepted on a TLS listener carries an engine (tls.h).
+ * Protocol layers see plaintext only, both ways: ciphertext read is
+ * decrypted before on_read, and the queue (shared plaintext buffers, one
+ * frame for every receiver) is encrypted at flush time, per connection. A
+ * connection without TLS pays one pointer test on each path.
  */
 #ifndef WSHUB_CONN_H
 #define WSHUB_CONN_H
@@ -23,9 +29,11 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "wshub.h"
 
 typedef struct wshub_server_s wshub_server_t;
 typedef struct wshub_conn_s wshub_conn_t;
+typedef struct wshub_tls_conn_s wshub_tls_conn_t;
 
 typedef struct {
   /* Bytes read; `data` is the loop-wide read buffer: copy what you keep. */
@@ -81,11 +89,12 @@ struct wshub_conn_s {
   uint8_t reading;
   uint8_t lingering;
   uint8_t close_later;
-  uint8_t shutting; /* uv_shutdown requested */
-  uint8_t kind;     /* WSHUB_TR_* (metrics.h), for the connections gauge */
-  uint8_t ops;      /* accepted on an operations listener */
-  char peer[56];    /* "ip:port", for logs */
-  void *ip_count;   /* per-address counter of the server (server.c) */
+  uint8_t shutting;      /* uv_shutdown requested */
+  uint8_t kind;          /* WSHUB_TR_* (metrics.h), for the connections gauge */
+  uint8_t ops;           /* accepted on an operations listener */
+  char peer[56];         /* "ip:port", for logs */
+  void *ip_count;        /* per-address counter of the server (server.c) */
+  wshub_tls_conn_t *tls; /* NULL: plain TCP */
 };
 
 /* Accepts a pending connection on `listener` into a new conn using
@@ -124,6 +133,18 @@ void wshub_conn_close_later(wshub_conn_t *c);
  * the application refuses. */
 size_t wshub_conn_mark(const wshub_conn_t *c);
 void wshub_conn_truncate(wshub_conn_t *c, size_t mark);
+
+/* Speaks TLS with the context `tls` from now on (right after accept, before
+ * anything is read or queued). 0 or UV_ENOMEM. */
+int wshub_conn_use_tls(wshub_conn_t *c, wshub_tls_t *tls);
+
+/* Writes p[0..len) to the peer at once, ahead of what is queued and not
+ * yet started, if the stream is between queued entries and the socket
+ * takes it now (with TLS: as one record, handshake finished). For a last
+ * word before wshub_conn_close_later (which drops the queue). Returns len
+ * when all of it went, less when the socket took only part (with TLS: 0
+ * for a record cut short), or UV_EAGAIN when it could not be said. */
+int wshub_conn_write_now(wshub_conn_t *c, const void *p, size_t len);
 
 void wshub_conn_read_start(wshub_conn_t *c);
 void wshub_conn_read_stop(wshub_conn_t *c);

@@ -53,11 +53,17 @@ typedef struct {
   /* Operations (metrics, health, logs). */
   int metrics_port;             /* 0: on the main port */
   wshub_metrics_group_t *group; /* every thread's server, for scrapes */
+  /* TLS: --tls-cert, --tls-key, --tls-port (-1: --port itself speaks TLS);
+   * the context all threads share; SIGHUP loads the files again. */
+  const char *tls_cert, *tls_key;
+  int tls_port;
+  wshub_tls_t *tls;
+  uv_signal_t sighup;
+  unsigned tls_waiting; /* threads yet to take a reloaded context */
 } main_t;
 
 /* Where the option being parsed came from, for bad()'s message. */
 static const config_source_t *main_source;
-
 
 /* The program's own log lines, in the format of the library's. */
 static void say(const main_t *m, const char *level, const char *fmt, ...)
@@ -173,6 +179,13 @@ static void usage(FILE *f) {
       "                           request ends after S (default 60)\n"
       "  --redis URL              share rooms with the other nodes using the\n"
       "                           Redis at redis://host[:port][/db]\n"
+      "\n"
+      "TLS (https and wss; SIGHUP reloads the certificate):\n"
+      "  --tls-cert FILE          PEM certificate (chain) file\n"
+      "  --tls-key FILE           its PEM private key (unencrypted)\n"
+      "  --tls-port N             speak TLS on port N, beside the plain "
+      "--port;\n"
+      "                           without it, --port itself speaks TLS\n"
       "\n"
       "Process:\n"
       "  --config FILE            read options from FILE, a JSON object such "
@@ -304,6 +317,9 @@ enum {
   OPT_METRICS_PORT,
   OPT_LOG_FORMAT,
   OPT_ACCESS_LOG,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_PORT,
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -349,6 +365,9 @@ static int parse_args(main_t *m, int argc, char **argv) {
       {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-port", required_argument, NULL, OPT_TLS_PORT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -485,6 +504,16 @@ static int parse_args(main_t *m, int argc, char **argv) {
       if (parse_int(optarg, 1, 9, &cfg->deflate_level) != 0)
         return bad(name, optarg, "expected 1-9");
       break;
+    case OPT_TLS_CERT:
+      m->tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      m->tls_key = optarg;
+      break;
+    case OPT_TLS_PORT:
+      if (parse_int(optarg, 0, 65535, &m->tls_port) != 0)
+        return bad(name, optarg, "expected a port number 0-65535");
+      break;
     case OPT_REDIS: {
       char host[256];
       int port, db;
@@ -606,6 +635,20 @@ static int parse_args(main_t *m, int argc, char **argv) {
     snprintf(v, sizeof(v), "%d", m->metrics_port);
     return bad("metrics-port", v, "must differ from --port");
   }
+  if ((m->tls_cert == NULL) != (m->tls_key == NULL) ||
+      (m->tls_port >= 0 && m->tls_cert == NULL)) {
+    fprintf(stderr, "wshub: %s\n",
+            m->tls_cert == NULL && m->tls_key == NULL
+                ? "--tls-port needs --tls-cert and --tls-key"
+                : "--tls-cert and --tls-key go together");
+    fprintf(stderr, "Try 'wshub --help'.\n");
+    return 2;
+  }
+  if (m->tls_port > 0 && m->tls_port == m->port) {
+    char v[16];
+    snprintf(v, sizeof(v), "%d", m->tls_port);
+    return bad("tls-port", v, "must differ from --port");
+  }
   if (cfg->echo && !m->max_message_set)
     cfg->max_message = 64 * 1024 * 1024;
   if (cfg->public_dir == NULL)
@@ -634,13 +677,18 @@ static unsigned long raise_nofile(void) {
 typedef struct worker_s {
   main_t *m;
   unsigned index;
-  uv_os_sock_t fd;
+  uv_os_sock_t fd;     /* plain listener, -1: none */
   uv_os_sock_t ops_fd; /* --metrics-port */
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t stop;
   wshub_server_t *server;
   int detached; /* the chat let go of this thread's loop */
+  /* TLS: the listener (-1: none), and a reloaded context handed over by
+   * the main thread (taken with an atomic exchange). */
+  uv_os_sock_t tls_fd;
+  uv_async_t reload;
+  wshub_tls_t *tls_next;
 } worker_t;
 
 static void worker_detach(worker_t *w) {
@@ -654,9 +702,28 @@ static void worker_on_closed(wshub_server_t *s) {
   worker_detach(wshub_server_loop(s)->data);
 }
 
+/* A certificate reload reached this thread: new connections use it. */
+static void worker_on_reload(uv_async_t *a) {
+  worker_t *w = a->data;
+  wshub_tls_t *tls = __atomic_exchange_n(&w->tls_next, NULL, __ATOMIC_ACQ_REL);
+  if (tls == NULL)
+    return;
+  int r = wshub_server_set_tls(w->server, tls);
+  wshub_tls_free(tls);
+  if (r != 0)
+    fprintf(stderr, "wshub: thread %u: cannot take the new certificate: %s\n",
+            w->index, wshub_strerror(r));
+  else if (__atomic_sub_fetch(&w->m->tls_waiting, 1, __ATOMIC_ACQ_REL) == 0)
+    fprintf(stderr, "wshub: SIGHUP: new certificate in use by every thread\n");
+}
+
 static void worker_on_stop(uv_async_t *a) {
   worker_t *w = a->data;
   uv_close((uv_handle_t *)&w->stop, NULL);
+  if (w->m->tls != NULL) {
+    uv_close((uv_handle_t *)&w->reload, NULL);
+    wshub_tls_free(__atomic_exchange_n(&w->tls_next, NULL, __ATOMIC_ACQ_REL));
+  }
   /* the loop runs out; worker_main goes on */
   wshub_close(w->server, worker_on_closed);
 }
@@ -694,7 +761,18 @@ static int worker_init(main_t *m, worker_t *w, unsigned i) {
   r = wshub_server_new(&w->loop, &cfg, &w->server);
   if (r != 0)
     return r;
-  r = wshub_listen_fd(w->server, w->fd);
+  if (m->tls != NULL) {
+    r = wshub_server_set_tls(w->server, m->tls);
+    if (r == 0 && w->tls_fd >= 0)
+      r = wshub_listen_fd_tls(w->server, w->tls_fd);
+    if (r == 0)
+      r = uv_async_init(&w->loop, &w->reload, worker_on_reload);
+    w->reload.data = w;
+    if (r != 0)
+      return r;
+  }
+  if (w->fd >= 0)
+    r = wshub_listen_fd(w->server, w->fd);
   if (r == 0 && m->metrics_port != 0) /* each thread, SO_REUSEPORT */
     r = wshub_listen_ops_fd(w->server, w->ops_fd);
   if (r == 0 && m->chat != NULL)
@@ -743,6 +821,64 @@ static int socket_port(uv_os_sock_t fd) {
                                        : ((struct sockaddr_in *)&a)->sin_port);
 }
 
+/* One listening socket per thread on host:port, into each worker's fd
+ * (tls: tls_fd); *host falls back to 0.0.0.0 without IPv6. *bound: the
+ * port (port 0 picks one, which the other threads then share). Returns 0,
+ * or 1 after saying why. */
+static int bind_sockets(main_t *m, worker_t *workers, const char **host,
+                        int port, int tls, int *bound) {
+  for (unsigned i = 0; i < m->threads; i++) {
+    uv_os_sock_t *fd = tls ? &workers[i].tls_fd : &workers[i].fd;
+    int r = listen_socket(*host, port, m->threads > 1, fd);
+    if (r != 0 && i == 0 && m->host == NULL && r != UV_EADDRINUSE &&
+        strcmp(*host, "::") == 0) {
+      *host = "0.0.0.0"; /* no IPv6 on this machine */
+      r = listen_socket(*host, port, m->threads > 1, fd);
+    }
+    if (r != 0) {
+      *fd = -1;
+      fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", *host, port,
+              r == UV_EADDRINUSE ? "address already in use"
+                                 : wshub_strerror(r));
+      return 1;
+    }
+    if (i == 0)
+      port = *bound = socket_port(*fd);
+  }
+  return 0;
+}
+
+/* SIGHUP: the certificate and key files again. Each thread gets the new
+ * context through its loop (established connections keep the old one);
+ * a file that does not load changes nothing. */
+static void on_sighup(uv_signal_t *sig, int signum) {
+  (void)signum;
+  main_t *m = sig->data;
+  if (m->stopping)
+    return;
+  if (m->tls == NULL) { /* a service manager's reload: nothing to do */
+    say(m, "info", "SIGHUP: nothing to reload (no --tls-cert)");
+    return;
+  }
+  char err[1024];
+  wshub_tls_t *tls;
+  if (wshub_tls_load(m->tls_cert, m->tls_key, &tls, err, sizeof(err)) != 0) {
+    fprintf(stderr, "wshub: SIGHUP: %s; keeping the current certificate\n",
+            err);
+    return;
+  }
+  __atomic_store_n(&m->tls_waiting, m->threads, __ATOMIC_RELEASE);
+  for (unsigned i = 0; i < m->threads; i++) {
+    worker_t *w = &m->workers[i];
+    wshub_tls_free(__atomic_exchange_n(&w->tls_next, wshub_tls_ref(tls),
+                                       __ATOMIC_ACQ_REL));
+    uv_async_send(&w->reload);
+  }
+  wshub_tls_free(m->tls);
+  m->tls = tls;
+  fprintf(stderr, "wshub: SIGHUP: certificate %s loaded\n", m->tls_cert);
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
   main_t *m = sig->data;
   if (m->stopping) {
@@ -775,6 +911,24 @@ static void on_workers_done(uv_async_t *a) {
   uv_close((uv_handle_t *)&m->trim, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+/* Start-up failed after binding: closes the listening sockets (and the
+ * first nops operations sockets) and frees what parse_args and the TLS
+ * load made. */
+static void main_close_fds(main_t *m, worker_t *workers, unsigned nops) {
+  for (unsigned j = 0; j < m->threads; j++) {
+    if (workers[j].fd >= 0)
+      close(workers[j].fd);
+    if (workers[j].tls_fd >= 0)
+      close(workers[j].tls_fd);
+    if (j < nops)
+      close(workers[j].ops_fd);
+  }
+  free(workers);
+  wshub_tls_free(m->tls);
+  config_args_free(&m->args);
 }
 
 int main(int argc, char **argv) {
@@ -787,6 +941,7 @@ int main(int argc, char **argv) {
   m.cfg.max_connections = (size_t)-1; /* from the open-file limit below */
   m.cfg.metrics = m.cfg.health = 1;
   m.port = 3000;
+  m.tls_port = -1;
   int rc = parse_args(&m, argc, argv);
   if (rc >= 0) {
     config_args_free(&m.args);
@@ -809,6 +964,16 @@ int main(int argc, char **argv) {
       m.cfg.max_per_ip = (m.cfg.max_per_ip + m.threads - 1) / m.threads;
   }
 
+  /* The certificate first: a bad file is reported before anything
+   * listens. */
+  if (m.tls_cert != NULL) {
+    char err[1024];
+    if (wshub_tls_load(m.tls_cert, m.tls_key, &m.tls, err, sizeof(err)) != 0) {
+      fprintf(stderr, "wshub: TLS: %s\n", err);
+      return 1;
+    }
+  }
+
   /* The sockets first: a port in use is reported before anything starts. */
   worker_t *workers = calloc(m.threads, sizeof(*workers));
   if (workers == NULL) {
@@ -817,31 +982,24 @@ int main(int argc, char **argv) {
     return 1;
   }
   const char *host = m.host ? m.host : "::";
-  int port = m.port;
-  int r = 0;
-  for (unsigned i = 0; i < m.threads && r == 0; i++) {
-    r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
-    if (r != 0 && i == 0 && m.host == NULL && r != UV_EADDRINUSE) {
-      host = "0.0.0.0"; /* no IPv6 on this machine */
-      r = listen_socket(host, port, m.threads > 1, &workers[i].fd);
-    }
-    if (r == 0 && i == 0)
-      port = socket_port(workers[0].fd);
-    if (r != 0) {
-      fprintf(stderr, "wshub: cannot listen on %s port %d: %s\n", host, m.port,
-              r == UV_EADDRINUSE ? "address already in use"
-                                 : wshub_strerror(r));
-      for (unsigned j = 0; j < i; j++)
-        close(workers[j].fd);
-      free(workers);
-      config_args_free(&m.args);
-      return 1;
-    }
+  for (unsigned i = 0; i < m.threads; i++)
+    workers[i].fd = workers[i].tls_fd = -1;
+  /* With TLS and no --tls-port, --port speaks TLS; else it is plain. */
+  int port = -1, tls_port = -1;
+  int r = m.tls == NULL || m.tls_port >= 0
+              ? bind_sockets(&m, workers, &host, m.port, 0, &port)
+              : 0;
+  if (r == 0 && m.tls != NULL)
+    r = bind_sockets(&m, workers, &host, m.tls_port >= 0 ? m.tls_port : m.port,
+                     1, &tls_port);
+  if (r != 0) {
+    main_close_fds(&m, workers, 0);
+    return 1;
   }
   /* The operations port, on every thread: a scrape on any reports all. */
   for (unsigned i = 0; i < m.threads && m.metrics_port != 0; i++) {
-    r = m.metrics_port == port /* SO_REUSEPORT would share it */
-            ? UV_EADDRINUSE
+    r = m.metrics_port == port || m.metrics_port == tls_port
+            ? UV_EADDRINUSE /* SO_REUSEPORT would share it */
             : listen_socket(host, m.metrics_port, m.threads > 1,
                             &workers[i].ops_fd);
     if (r != 0) {
@@ -849,11 +1007,7 @@ int main(int argc, char **argv) {
           stderr, "wshub: cannot listen on %s port %d (--metrics-port): %s\n",
           host, m.metrics_port,
           r == UV_EADDRINUSE ? "address already in use" : wshub_strerror(r));
-      for (unsigned j = 0; j < m.threads; j++)
-        close(workers[j].fd);
-      for (unsigned j = 0; j < i; j++)
-        close(workers[j].ops_fd);
-      free(workers);
+      main_close_fds(&m, workers, i);
       return 1;
     }
   }
@@ -883,6 +1037,9 @@ int main(int argc, char **argv) {
   m.workers = workers;
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_init(loop, &m.sighup);
+  m.sighup.data = &m;
+  uv_signal_start(&m.sighup, on_sighup, SIGHUP);
   for (unsigned i = 0; i < m.threads; i++)
     uv_thread_create(&workers[i].thread, worker_main, &workers[i]);
   /* Only now, with SIGINT/SIGTERM handled: a supervisor that stops the
@@ -894,24 +1051,33 @@ int main(int argc, char **argv) {
         m.cfg.metrics && m.cfg.health ? ", " : "",
         m.cfg.health ? "/healthz, /readyz" : "", v6 ? "[" : "", host,
         v6 ? "]" : "", m.metrics_port);
+  char where[160], tls_where[80] = "";
+  snprintf(where, sizeof(where), "%s://%s%s%s:%d", port >= 0 ? "http" : "https",
+           v6 ? "[" : "", host, v6 ? "]" : "", port >= 0 ? port : tls_port);
+  if (port >= 0 && tls_port >= 0)
+    snprintf(tls_where, sizeof(tls_where), " and https://%s%s%s:%d",
+             v6 ? "[" : "", host, v6 ? "]" : "", tls_port);
   say(&m, "info",
-      "wshub " WSHUB_VERSION
-      ": listening on http://%s%s%s:%d (public %s%s, %u thread%s)",
-      v6 ? "[" : "", host, v6 ? "]" : "", port, m.cfg.public_dir,
-      m.cfg.echo ? ", echo mode" : "", m.threads, m.threads == 1 ? "" : "s");
+      "wshub " WSHUB_VERSION ": listening on %s%s (public %s%s, %u thread%s)",
+      where, tls_where, m.cfg.public_dir, m.cfg.echo ? ", echo mode" : "",
+      m.threads, m.threads == 1 ? "" : "s");
   if (nofile > 0)
     say(&m, "info", "open-file limit %lu: room for about %lu connections",
         nofile, nofile > 32 ? nofile - 32 : 0);
   if (strcmp(host, "::") == 0 || strcmp(host, "0.0.0.0") == 0)
-    say(&m, "info", "open http://localhost:%d", port);
+    say(&m, "info", "open %s://localhost:%d", port >= 0 ? "http" : "https",
+        port >= 0 ? port : tls_port);
 
   uv_run(loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < m.threads; i++)
     uv_thread_join(&workers[i].thread);
+  for (unsigned i = 0; i < m.threads; i++)
+    wshub_tls_free(workers[i].tls_next);
   free(workers);
   wshub_chat_free(m.chat);
   config_args_free(&m.args);
   wshub_metrics_group_free(m.group);
+  wshub_tls_free(m.tls);
   r = uv_loop_close(loop);
   if (r != 0)
     fprintf(stderr, "wshub: loop not empty at exit: %s\n", wshub_strerror(r));

@@ -11,6 +11,7 @@
 
 #include "frame.h"
 #include "http.h"
+#include "tls.h"
 
 void wshub_config_init(wshub_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
@@ -255,8 +256,21 @@ int wshub_server_new(uv_loop_t *loop, const wshub_config_t *cfg,
     }
     s->root_len = strlen(s->root);
   }
+  if (cfg->tls_cert != NULL || cfg->tls_key != NULL) {
+    int err = wshub_tls_reload(s); /* logs why it failed */
+    if (err != 0) {
+      free(s->tls_scratch);
+      wshub_hub_free(&s->hub);
+      wshub_map_free(&s->per_ip);
+      free(s);
+      return err;
+    }
+  }
   int joined = wshub_metrics_join(s);
   if (joined != 0) {
+    if (s->tls != NULL)
+      wshub_tls_free(s->tls);
+    free(s->tls_scratch);
     wshub_hub_free(&s->hub);
     wshub_map_free(&s->per_ip);
     free(s);
@@ -289,10 +303,44 @@ static int server_is_ops(const wshub_server_t *s, uv_stream_t *listener) {
   return 0;
 }
 
-int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
+/* ---- TLS contexts ---- */
+
+int wshub_server_set_tls(wshub_server_t *s, wshub_tls_t *tls) {
+  if (tls == NULL)
+    return UV_EINVAL;
+  if (s->tls_scratch == NULL &&
+      (s->tls_scratch = malloc(WSHUB_TLS_SCRATCH)) == NULL)
+    return UV_ENOMEM;
+  wshub_tls_ref(tls);
+  if (s->tls != NULL)
+    wshub_tls_free(s->tls);
+  s->tls = tls;
+  return 0;
+}
+
+int wshub_tls_reload(wshub_server_t *s) {
+  char err[1024];
+  wshub_tls_t *tls;
+  int r =
+      wshub_tls_load(s->cfg.tls_cert, s->cfg.tls_key, &tls, err, sizeof(err));
+  if (r != 0) {
+    wshub_log(s, WSHUB_LOG_ERROR, "TLS: %s%s", err,
+              s->tls != NULL ? " (keeping the current certificate)" : "");
+    return r;
+  }
+  r = wshub_server_set_tls(s, tls);
+  wshub_tls_free(tls);
+  if (r == 0)
+    wshub_log(s, WSHUB_LOG_INFO, "TLS: certificate %s loaded", s->cfg.tls_cert);
+  return r;
+}
+
+static int server_accept(wshub_server_t *s, uv_stream_t *listener, int tls) {
   int ops = server_is_ops(s, listener);
   if (s->closing && !ops)
     return UV_ECANCELED;
+  if (tls && s->tls == NULL)
+    return UV_EINVAL;
   wshub_conn_t *c;
   int r = wshub_conn_accept(s, listener, &c);
   if (r != 0)
@@ -302,11 +350,11 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
   wshub_metric_inc(&s->m.open[WSHUB_TR_HTTP]);
   wshub_metric_inc(&s->m.accepted);
   s->accept_failing = 0;
-  wshub_log(s, WSHUB_LOG_DEBUG, "%s connected", c->peer);
+  wshub_log(s, WSHUB_LOG_DEBUG, "%s connected%s", c->peer, tls ? " (TLS)" : "");
   size_t from_ip = server_ip_add(s, c);
   const char *full = NULL;
   int why = WSHUB_REFUSE_NOMEM;
-  if (from_ip == 0)
+  if (from_ip == 0 || (tls && wshub_conn_use_tls(c, s->tls) != 0))
     full = "out of memory";
   else if (ops) /* operations connections are not limited */
     full = wshub_http_attach(c) != 0 ? "out of memory" : NULL;
@@ -320,9 +368,15 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
     wshub_metric_inc(&s->m.refused[why]);
     /* Once per episode at warn level; the rest only at debug. */
     wshub_log(s, s->refusing ? WSHUB_LOG_DEBUG : WSHUB_LOG_WARN,
-              "%s refused with 503: %s%s", c->peer, full,
+              "%s refused %s: %s%s", c->peer, tls ? "(closed)" : "with 503",
+              full,
               s->refusing ? "" : " (further refusals logged at debug level)");
     s->refusing = 1;
+    if (tls) {
+      /* A 503 would first cost a handshake: just close. */
+      wshub_conn_close(c);
+      return 0;
+    }
     wshub_buf_t *b = wshub_buf_printf(
         "HTTP/1.1 503 Service Unavailable\r\nServer: wshub/" WSHUB_VERSION
         "\r\nDate: %s\r\nConnection: close\r\nRetry-After: 5\r\n"
@@ -337,6 +391,14 @@ int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
   }
   s->refusing = 0;
   return 0;
+}
+
+int wshub_accept(wshub_server_t *s, uv_stream_t *listener) {
+  return server_accept(s, listener, 0);
+}
+
+int wshub_accept_tls(wshub_server_t *s, uv_stream_t *listener) {
+  return server_accept(s, listener, 1);
 }
 
 static void server_on_connection(uv_stream_t *listener, int status);
@@ -355,7 +417,8 @@ static void server_on_accept_retry(uv_timer_t *t) {
 
 static void server_on_connection(uv_stream_t *listener, int status) {
   wshub_server_t *s = listener->data;
-  int r = status != 0 ? status : wshub_accept(s, listener);
+  int tls = (s->tls_listeners >> ((uv_tcp_t *)listener - s->listeners)) & 1;
+  int r = status != 0 ? status : server_accept(s, listener, (int)tls);
   if (r == UV_ENOMEM && status == 0) {
     s->accept_paused |= 1u << ((uv_tcp_t *)listener - s->listeners);
     if (!uv_is_active((uv_handle_t *)&s->accept_timer))
@@ -382,7 +445,8 @@ static void server_listener_failed(wshub_server_t *s, uv_tcp_t *l) {
   uv_close((uv_handle_t *)l, server_on_listener_closed);
 }
 
-static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog);
+static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog,
+                                 int tls);
 
 /* The next free listener slot, initialized. */
 static int server_new_listener(wshub_server_t *s, uv_tcp_t **out) {
@@ -397,8 +461,9 @@ static int server_new_listener(wshub_server_t *s, uv_tcp_t **out) {
   return 0;
 }
 
-int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
-  if (port < 0 || port > 65535)
+static int server_listen(wshub_server_t *s, const char *host, int port,
+                         int backlog, int tls) {
+  if (port < 0 || port > 65535 || (tls && s->tls == NULL))
     return UV_EINVAL;
   struct sockaddr_storage addr;
   const char *h = host;
@@ -416,17 +481,29 @@ int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
     server_listener_failed(s, l);
     return r;
   }
-  return server_start_listener(s, l, backlog);
+  return server_start_listener(s, l, backlog, tls);
+}
+
+int wshub_listen(wshub_server_t *s, const char *host, int port, int backlog) {
+  return server_listen(s, host, port, backlog, 0);
+}
+
+int wshub_listen_tls(wshub_server_t *s, const char *host, int port,
+                     int backlog) {
+  return server_listen(s, host, port, backlog, 1);
 }
 
 /* Starts listening on an initialized l; closes it on failure. */
-static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog) {
+static int server_start_listener(wshub_server_t *s, uv_tcp_t *l, int backlog,
+                                 int tls) {
   int r = uv_listen((uv_stream_t *)l, backlog > 0 ? backlog : 511,
                     server_on_connection);
   if (r != 0) {
     server_listener_failed(s, l);
     return r;
   }
+  if (tls)
+    s->tls_listeners |= 1u << s->nlisteners;
   s->open_handles++;
   s->nlisteners++;
   if (s->port == 0) {
@@ -461,7 +538,9 @@ int wshub_listen_ops_fd(wshub_server_t *s, uv_os_sock_t fd) {
   return r;
 }
 
-int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
+static int server_listen_fd(wshub_server_t *s, uv_os_sock_t fd, int tls) {
+  if (tls && s->tls == NULL)
+    return UV_EINVAL;
   uv_tcp_t *l;
   int r = server_new_listener(s, &l);
   if (r != 0)
@@ -471,7 +550,15 @@ int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
     server_listener_failed(s, l);
     return r;
   }
-  return server_start_listener(s, l, 0);
+  return server_start_listener(s, l, 0, tls);
+}
+
+int wshub_listen_fd(wshub_server_t *s, uv_os_sock_t fd) {
+  return server_listen_fd(s, fd, 0);
+}
+
+int wshub_listen_fd_tls(wshub_server_t *s, uv_os_sock_t fd) {
+  return server_listen_fd(s, fd, 1);
 }
 
 void *wshub_server_user(const wshub_server_t *s) {
@@ -498,6 +585,9 @@ static void server_free_if_done(wshub_server_t *s) {
   wshub_buf_unref(s->ping);
   wshub_deflate_free(&s->deflate);
   wshub_conn_pool_free(s);
+  if (s->tls != NULL)
+    wshub_tls_free(s->tls);
+  free(s->tls_scratch);
   free(s);
 }
 

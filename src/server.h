@@ -62,9 +62,17 @@ struct wshub_server_s {
   uv_timer_t lag_timer;
   uint64_t lag_last;      /* uv_hrtime() of its last firing */
   unsigned ops_listeners; /* bit i: listeners[i] serves operations only */
+  /* TLS (tls.h): the context new TLS connections use, which listeners
+   * speak TLS, and the flush's buffer for ciphertext (made with the
+   * context). */
+  wshub_tls_t *tls;
+  unsigned tls_listeners; /* bit i: listeners[i] */
+  char *tls_scratch;      /* WSHUB_TLS_SCRATCH bytes */
 
   char readbuf[WSHUB_READ_BUF];
 };
+
+#define WSHUB_TLS_SCRATCH (64 * 1024)
 
 void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

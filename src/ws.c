@@ -154,14 +154,10 @@ void wshub_ws_drop(wshub_ws_t *ws, uint16_t code, const char *reason) {
   /* Say why, if the socket takes it at once and the stream is between
    * frames (nothing in flight; before the 101 has gone out, or after a
    * close frame, nothing may be said); the queue is dropped. */
-  if (c->proto == &ws_proto && !ws->closing && c->wq_writing == 0) {
+  if (c->proto == &ws_proto && !ws->closing) {
     uint8_t f[WSHUB_FRAME_CLOSE_MAX];
-    uv_buf_t b = uv_buf_init((char *)f,
-                             (unsigned)wshub_frame_close_into(f, code, reason));
-    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (w > 0)
-      wshub_metric_add(&c->server->m.bytes_out, (uint64_t)w);
-    if (w == (int)b.len)
+    size_t n = wshub_frame_close_into(f, code, reason);
+    if (wshub_conn_write_now(c, f, n) == (int)n)
       wshub_metric_inc(&c->server->m.close_tx[wshub_close_slot(code)]);
   }
   wshub_conn_close_later(c);

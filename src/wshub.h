@@ -173,6 +173,15 @@ typedef struct {
   void (*on_metrics)(wshub_metrics_out_t *out, void *user);
   int log_json;   /* stderr lines as JSON objects, not text (no log_cb) */
   int access_log; /* one info line per HTTP response */
+  /* TLS: a PEM certificate (chain) file and its PEM private key file (not
+   * passphrase-protected). When both are set, wshub_server_new loads them
+   * (a failure is logged with the file and the reason, and returned) and
+   * the listeners opened with wshub_listen_tls / wshub_listen_fd_tls speak
+   * TLS 1.2 or 1.3; wshub_tls_reload reads the files again. Set both or
+   * neither (one alone: wshub_server_new fails with UV_EINVAL). NULL: none
+   * (wshub_server_set_tls can still give the server a context). */
+  const char *tls_cert;
+  const char *tls_key;
 } wshub_config_t;
 
 /* Fills cfg with the defaults documented above. */
@@ -241,6 +250,42 @@ int wshub_metrics_printf(wshub_metrics_out_t *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* 1 when /readyz would answer 200. */
 int wshub_server_ready(wshub_server_t *server);
+/* TLS. A wshub_tls_t is a loaded certificate and key with wshub's TLS
+ * settings (TLS 1.2+, ECDHE + AEAD suites, server preference, no
+ * compression, no renegotiation). It is reference counted and may be
+ * shared by servers on several threads. HTTP, the HTTP chat transports and
+ * WebSocket upgrades work on TLS listeners exactly as on plain ones; plain
+ * and TLS listeners may be mixed on one server. */
+typedef struct wshub_tls_s wshub_tls_t;
+
+/* Loads cert_file (PEM, the server certificate first, then its chain) and
+ * key_file (PEM, unencrypted) and checks that they match. On failure, err
+ * (may be NULL) receives a sentence naming the file and the problem, e.g.
+ * "certificate /etc/x.pem: No such file or directory",
+ * "private key k.pem: not a PEM private key (no start line)",
+ * "private key k.pem does not match certificate c.pem". */
+int wshub_tls_load(const char *cert_file, const char *key_file,
+                   wshub_tls_t **out, char *err, size_t errlen);
+/* Another reference (returns tls); wshub_tls_free drops one. */
+wshub_tls_t *wshub_tls_ref(wshub_tls_t *tls);
+void wshub_tls_free(wshub_tls_t *tls);
+
+/* Makes tls the server's context for connections accepted from now on
+ * (the server takes its own reference); established connections keep the
+ * context they started with, so nothing is dropped. Call on the server's
+ * loop thread. UV_EINVAL if tls is NULL. */
+int wshub_server_set_tls(wshub_server_t *server, wshub_tls_t *tls);
+/* Loads the config's tls_cert / tls_key again and, if that works, makes
+ * the result the server's context (a certificate renewal). On failure the
+ * current context stays and the reason is logged as an error. */
+int wshub_tls_reload(wshub_server_t *server);
+
+/* As wshub_listen / wshub_listen_fd / wshub_accept, speaking TLS (the
+ * server must have a context: UV_EINVAL otherwise). */
+int wshub_listen_tls(wshub_server_t *server, const char *host, int port,
+                     int backlog);
+int wshub_listen_fd_tls(wshub_server_t *server, uv_os_sock_t fd);
+int wshub_accept_tls(wshub_server_t *server, uv_stream_t *listener);
 
 /* Clients (WebSocket connections) and rooms. A client pointer is valid from
  * on_open until on_close returns. Sending never blocks: the frame is built

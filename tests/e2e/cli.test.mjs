@@ -20,6 +20,7 @@ const OPTIONS = [
   '--deflate', '--deflate-threshold', '--deflate-level', '--deflate-client-window',
   '--redis', '--config',
   '--metrics', '--health', '--metrics-port', '--log-format', '--access-log',
+  '--tls-cert', '--tls-key', '--tls-port',
 ];
 
 test('--help prints usage listing every option to stdout and exits 0', async () => {
@@ -130,6 +131,27 @@ for (const sig of ['SIGTERM', 'SIGINT']) {
     }
   });
 }
+
+test('SIGHUP without TLS (a service manager\'s reload) → logged, nothing changes, the server serves', async () => {
+  const tree = await makeTree({ 'index.html': INDEX_HTML });
+  const srv = await startServer(tree.pub);
+  try {
+    srv.signal('SIGHUP');
+    const end = Date.now() + 5000;
+    while (!/SIGHUP: nothing to reload/.test(srv.tail()) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(srv.tail(), /SIGHUP: nothing to reload \(no --tls-cert\)/, srv.tail());
+    assert.equal(srv.exit, null, `still running after SIGHUP\n${srv.tail()}`);
+    await assertAlive(srv.port);
+    srv.signal('SIGTERM');
+    const r = await srv.waitExit(10000);
+    assert.deepEqual(r, { code: 0, signal: null }, srv.tail());
+  } finally {
+    await srv.stop();
+    await tree.cleanup();
+  }
+});
 
 test('SIGTERM with an idle keep-alive connection open → connection closed, exit 0', async () => {
   const tree = await makeTree({ 'index.html': INDEX_HTML });
