@@ -810,11 +810,14 @@ static void cc_room_state(const char *key, void *value, void *arg) {
   for (size_t i = 0; i < r->n; i++)
     chat_cluster_presence(chat, r, r->members[i], 1, NULL);
   /* A room read before: everything after the last id heard is missed
-   * (none heard: everything the Stream has). */
-  if (r->sync == CHAT_SYNC_DONE && r->followed)
+   * (none heard: everything the Stream has). A room whose members came
+   * while the link was not up yet (a node starting): read it now, its ring
+   * keeping what it has, so that later welcomes, resumes and catch-ups
+   * work from Redis. */
+  if (r->followed)
     cc_load(chat, r, CHAT_SYNC_CATCHUP, r->redis_id);
   else
-    cc_synced(chat, r);
+    cc_load(chat, r, CHAT_SYNC_LOADING, 0);
 }
 
 static void cc_on_state(void *user, int up) {

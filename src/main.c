@@ -970,6 +970,7 @@ int main(int argc, char **argv) {
     char err[1024];
     if (wshub_tls_load(m.tls_cert, m.tls_key, &m.tls, err, sizeof(err)) != 0) {
       fprintf(stderr, "wshub: TLS: %s\n", err);
+      config_args_free(&m.args);
       return 1;
     }
   }
