@@ -79,7 +79,8 @@ int wshub_conn_accept(wshub_server_t *s, uv_stream_t *listener,
     return r;
   }
   c->tcp.data = c;
-  c->holds = 1; /* the tcp handle */
+  c->holds = 1;    /* the tcp handle */
+  s->live_conns++; /* the server outlives its connections' memory */
   r = uv_accept(listener, (uv_stream_t *)&c->tcp);
   if (r == 0)
     r = uv_timer_init(s->loop, &c->timer);
@@ -511,7 +512,9 @@ void wshub_conn_release(wshub_conn_t *c) {
   conn_release_written(c, c->wq_tail - c->wq_head);
   free(c->wq);
   wshub_tls_conn_free(c->tls);
+  wshub_server_t *s = c->server;
   free(c);
+  wshub_server_conn_freed(s);
 }
 
 static void conn_on_handle_closed(uv_handle_t *h) {

@@ -574,7 +574,7 @@ int wshub_server_port(const wshub_server_t *s) {
 }
 
 static void server_free_if_done(wshub_server_t *s) {
-  if (s->open_handles > 0)
+  if (s->open_handles > 0 || s->live_conns > 0)
     return;
   wshub_metrics_stop(s);
   wshub_close_cb cb = s->close_cb;
@@ -589,6 +589,12 @@ static void server_free_if_done(wshub_server_t *s) {
     wshub_tls_free(s->tls);
   free(s->tls_scratch);
   free(s);
+}
+
+void wshub_server_conn_freed(wshub_server_t *s) {
+  s->live_conns--;
+  if (s->closing)
+    server_free_if_done(s); /* it waited for this one */
 }
 
 static void server_on_listener_closed(uv_handle_t *h) {

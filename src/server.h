@@ -65,6 +65,7 @@ struct wshub_server_s {
   /* TLS (tls.h): the context new TLS connections use, which listeners
    * speak TLS, and the flush's buffer for ciphertext (made with the
    * context). */
+  size_t live_conns; /* connections not yet freed (held ones included) */
   wshub_tls_t *tls;
   unsigned tls_listeners; /* bit i: listeners[i] */
   char *tls_scratch;      /* WSHUB_TLS_SCRATCH bytes */
@@ -74,6 +75,9 @@ struct wshub_server_s {
 
 #define WSHUB_TLS_SCRATCH (64 * 1024)
 
+/* A connection's memory was freed (conn.c): a closing server that waited
+ * for it may go now. */
+void wshub_server_conn_freed(wshub_server_t *s);
 void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The same with structured fields (a JSON object, stolen; may be NULL):
