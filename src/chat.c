@@ -660,13 +660,19 @@ static uint64_t chat_oldest(const wshub_chat_t *chat, const chat_room_t *r) {
 /* Hub client `id` (the user's connection, or one of its streams) joins r
  * now, or, while r's history is being read from Redis, once it is read:
  * after the messages its welcome covers. 0 or UV_ENOMEM. */
+/* Records what x->user is owed about r once r is read (to: the hub
+ * client, NULL for the user's own connection). 0 or UV_ENOMEM. */
+static int chat_wait_for(chat_ctx_t *x, chat_room_t *r, int kind, int flag,
+                         uint64_t after, const char *to) {
+  chat_wait_t w = {.kind = kind, .flag = flag, .after = after};
+  snprintf(w.user, sizeof(w.user), "%s", x->user->id);
+  snprintf(w.to, sizeof(w.to), "%s", to != NULL ? to : "");
+  return chat_cluster_wait(r, &w);
+}
+
 int chat_hub_join(chat_ctx_t *x, chat_room_t *r, const char *id) {
-  if (chat_cluster_waits(x->chat, r)) {
-    chat_wait_t w = {.kind = CHAT_WAIT_JOIN};
-    snprintf(w.user, sizeof(w.user), "%s", x->user->id);
-    snprintf(w.to, sizeof(w.to), "%s", id);
-    return chat_cluster_wait(r, &w);
-  }
+  if (chat_cluster_waits(x->chat, r))
+    return chat_wait_for(x, r, CHAT_WAIT_JOIN, 0, 0, id);
   return chat_bus_join(x->chat->bus, x->server, id, r->name);
 }
 
@@ -676,10 +682,7 @@ static int chat_later(chat_ctx_t *x, chat_room_t *r, int kind, int flag,
                       uint64_t after, const char *to) {
   if (!chat_cluster_waits(x->chat, r))
     return 0;
-  chat_wait_t w = {.kind = kind, .flag = flag, .after = after};
-  snprintf(w.user, sizeof(w.user), "%s", x->user->id);
-  snprintf(w.to, sizeof(w.to), "%s", to != NULL ? to : "");
-  if (chat_cluster_wait(r, &w) != 0)
+  if (chat_wait_for(x, r, kind, flag, after, to) != 0)
     x->failed = 1;
   return 1;
 }

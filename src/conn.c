@@ -310,6 +310,26 @@ static int conn_backlogged(wshub_conn_t *c, size_t waiting) {
   return 1;
 }
 
+/* The end of a write request, plain or TLS: 1 if the connection is done
+ * with (closing, or the write failed: closed) and the request's hold was
+ * released; 0 if it goes on (then conn_write_next). */
+static int conn_write_ended(wshub_conn_t *c, int status) {
+  if (c->state != WSHUB_CONN_CLOSING && status == 0)
+    return 0;
+  if (c->state != WSHUB_CONN_CLOSING)
+    wshub_conn_close(c);
+  wshub_conn_release(c);
+  return 1;
+}
+
+/* The socket has taken a write: the protocol may queue more; the request's
+ * hold is released. */
+static void conn_write_next(wshub_conn_t *c) {
+  if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
+    c->proto->on_written(c);
+  wshub_conn_release(c);
+}
+
 static void conn_on_write(uv_write_t *req, int status) {
   wshub_conn_t *c = req->data;
   if (status == 0)
@@ -317,15 +337,8 @@ static void conn_on_write(uv_write_t *req, int status) {
       wshub_metric_add(&c->server->m.bytes_out, c->wq[c->wq_head + i].len);
   conn_release_written(c, c->wq_writing);
   c->wq_writing = 0;
-  if (c->state == WSHUB_CONN_CLOSING) {
-    wshub_conn_release(c);
+  if (conn_write_ended(c, status))
     return;
-  }
-  if (status != 0) {
-    wshub_conn_close(c);
-    wshub_conn_release(c);
-    return;
-  }
   if (c->wq_head != c->wq_tail) {
     /* The rest goes at the next flush, which also judges the backlog by
      * what the socket then leaves unsent (the queue here may hold far more
@@ -334,9 +347,7 @@ static void conn_on_write(uv_write_t *req, int status) {
   } else {
     conn_drained(c);
   }
-  if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
-    c->proto->on_written(c);
-  wshub_conn_release(c);
+  conn_write_next(c);
 }
 
 /* Drops the first `bytes` written bytes from the queue; a partly written
@@ -684,21 +695,12 @@ static void conn_tls_on_write(uv_write_t *req, int status) {
   if (status == 0)
     wshub_metric_add(&c->server->m.bytes_out, t->out_len);
   t->out_off = t->out_len = 0;
-  if (c->state == WSHUB_CONN_CLOSING) {
-    wshub_conn_release(c);
+  if (conn_write_ended(c, status))
     return;
-  }
-  if (status != 0) {
-    wshub_conn_close(c);
-    wshub_conn_release(c);
-    return;
-  }
   /* The socket has room again: the next flush writes what waits (or
    * finds the queue drained). */
   wshub_server_mark_dirty(c->server, c);
-  if (c->state == WSHUB_CONN_OPEN && c->proto && c->proto->on_written)
-    c->proto->on_written(c);
-  wshub_conn_release(c);
+  conn_write_next(c);
 }
 
 /* Keeps out[off..off+len) of ciphertext the socket refused. */

@@ -20,6 +20,7 @@
 #include "chat.h"
 #include "cluster.h"
 #include "config.h"
+#include "server.h"
 #include "wshub.h"
 
 #ifndef WSHUB_SOURCE_PUBLIC
@@ -74,14 +75,8 @@ static void say(const main_t *m, const char *level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  uv_timeval64_t tv;
-  uv_gettimeofday(&tv);
-  time_t secs = (time_t)tv.tv_sec;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char ts[40];
-  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  char ts[WSHUB_LOG_TIME_BYTES];
+  wshub_log_time(ts);
   json_t *o = m->cfg.log_json ? json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
                                           level, "msg", msg)
                               : NULL;

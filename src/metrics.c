@@ -244,6 +244,19 @@ static const char *const metrics_hsf[WSHUB_HSF_N] = {
 static const char *const metrics_refused[WSHUB_REFUSE_N] = {
     "max_connections", "max_per_ip", "out_of_memory"};
 
+/* A family with one label whose values are names[0..count), its series
+ * the counters of an array starting at byte offset `first`. */
+static void metrics_labeled(wshub_metrics_out_t *o, wshub_server_t *const *v,
+                            size_t n, const char *name, const char *type,
+                            const char *help, const char *label,
+                            const char *const *names, int count, size_t first) {
+  metrics_head(o, name, type, help);
+  for (int i = 0; i < count; i++)
+    wshub_metrics_printf(
+        o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, names[i],
+        metrics_sum(v, n, first + (size_t)i * sizeof(wshub_metric_t)));
+}
+
 static void metrics_close_codes(wshub_metrics_out_t *o,
                                 wshub_server_t *const *v, size_t n) {
   metrics_head(o, "wshub_websocket_close_frames_total", "counter",
@@ -284,22 +297,16 @@ int wshub_metrics_write(wshub_server_t *s, char **text, size_t *len) {
   int ready = wshub_server_ready(s);
   size_t n;
   wshub_server_t *const *v = metrics_lock(s, &n);
-  metrics_head(o, "wshub_connections", "gauge",
-               "Open connections by transport.");
-  for (int t = 0; t < WSHUB_TR_N; t++)
-    wshub_metrics_printf(
-        o, "wshub_connections{transport=\"%s\"} %" PRIu64 "\n",
-        metrics_transports[t],
-        metrics_sum(v, n, offsetof(wshub_counters_t, open[t])));
+  metrics_labeled(o, v, n, "wshub_connections", "gauge",
+                  "Open connections by transport.", "transport",
+                  metrics_transports, WSHUB_TR_N,
+                  offsetof(wshub_counters_t, open));
   metrics_one(o, "wshub_connections_accepted_total", "counter",
               "TCP connections accepted.", SUM(accepted));
-  metrics_head(o, "wshub_connections_refused_total", "counter",
-               "Connections refused with 503 at accept, by reason.");
-  for (int i = 0; i < WSHUB_REFUSE_N; i++)
-    wshub_metrics_printf(
-        o, "wshub_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
-        metrics_refused[i],
-        metrics_sum(v, n, offsetof(wshub_counters_t, refused[i])));
+  metrics_labeled(o, v, n, "wshub_connections_refused_total", "counter",
+                  "Connections refused with 503 at accept, by reason.",
+                  "reason", metrics_refused, WSHUB_REFUSE_N,
+                  offsetof(wshub_counters_t, refused));
   metrics_head(o, "wshub_http_responses_total", "counter",
                "HTTP responses by status class (101 upgrades included).");
   for (int i = 1; i <= 5; i++)
@@ -308,14 +315,10 @@ int wshub_metrics_write(wshub_server_t *s, char **text, size_t *len) {
         metrics_sum(v, n, offsetof(wshub_counters_t, responses[i])));
   metrics_one(o, "wshub_websocket_upgrades_total", "counter",
               "WebSocket handshakes completed (101 sent).", SUM(upgrades));
-  metrics_head(o, "wshub_websocket_handshake_failures_total", "counter",
-               "WebSocket upgrade requests refused, by reason.");
-  for (int i = 0; i < WSHUB_HSF_N; i++)
-    wshub_metrics_printf(
-        o,
-        "wshub_websocket_handshake_failures_total{reason=\"%s\"} %" PRIu64 "\n",
-        metrics_hsf[i],
-        metrics_sum(v, n, offsetof(wshub_counters_t, hs_failed[i])));
+  metrics_labeled(o, v, n, "wshub_websocket_handshake_failures_total",
+                  "counter", "WebSocket upgrade requests refused, by reason.",
+                  "reason", metrics_hsf, WSHUB_HSF_N,
+                  offsetof(wshub_counters_t, hs_failed));
   metrics_one(o, "wshub_received_bytes_total", "counter",
               "Bytes read from client sockets.", SUM(bytes_in));
   metrics_one(o, "wshub_sent_bytes_total", "counter",

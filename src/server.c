@@ -38,6 +38,17 @@ const char *wshub_strerror(int err) {
 }
 
 /* One log line: to log_cb as text, else to stderr as text or JSON. */
+void wshub_log_time(char out[WSHUB_LOG_TIME_BYTES]) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  time_t secs = (time_t)tv.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  size_t n = strftime(out, WSHUB_LOG_TIME_BYTES, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, WSHUB_LOG_TIME_BYTES - n, ".%03dZ",
+           (int)(tv.tv_usec / 1000));
+}
+
 static void server_emit(wshub_server_t *s, wshub_log_level_t level,
                         json_t *fields, const char *msg) {
   static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -61,14 +72,8 @@ static void server_emit(wshub_server_t *s, wshub_log_level_t level,
     s->cfg.log_cb(s->cfg.log_user, level, text);
     return;
   }
-  uv_timeval64_t tv;
-  uv_gettimeofday(&tv);
-  time_t secs = (time_t)tv.tv_sec;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char ts[40];
-  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  char ts[WSHUB_LOG_TIME_BYTES];
+  wshub_log_time(ts);
   if (!s->cfg.log_json) {
     fprintf(stderr, "%s %s %s\n", ts, names[level], text);
     return;

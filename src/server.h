@@ -78,6 +78,10 @@ struct wshub_server_s {
 /* A connection's memory was freed (conn.c): a closing server that waited
  * for it may go now. */
 void wshub_server_conn_freed(wshub_server_t *s);
+/* The time now as a log line's timestamp, "2026-12-06T20:13:33.966Z"
+ * (UTC, milliseconds); also the program's own lines (main.c). */
+#define WSHUB_LOG_TIME_BYTES 40
+void wshub_log_time(char out[WSHUB_LOG_TIME_BYTES]);
 void wshub_log(wshub_server_t *s, wshub_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The same with structured fields (a JSON object, stolen; may be NULL):

@@ -25,12 +25,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
 import {
   HOST, WAIT_MS, INDEX_HTML, makeTree, startServer, stopAndCheck, runToExit, Conn, reqBytes,
   get, exchange, withServer,
 } from './lib/server.mjs';
 import { Tracker, uniqueRoom, sleep } from './lib/chat.mjs';
+import { freePort, Redis } from './lib/redis.mjs';
 
 const METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 // Bound on polling for a state the server must reach (not a speed claim).
@@ -156,17 +156,6 @@ async function statusUntil(port, path, status, ms = RECOVER_MS) {
     if (Date.now() > deadline) throw new Error(`${path} never answered ${status} (last ${res.status})`);
     await sleep(100);
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, HOST, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function upgradeHeaders(extra = {}) {
@@ -299,62 +288,10 @@ test('readiness during a graceful shutdown: the metrics port answers /readyz 503
   }
 });
 
-// redis-server on a free loopback port, stopped by PID.
-const redisProcs = new Set();
-process.on('exit', () => {
-  for (const p of redisProcs) {
-    try { p.kill('SIGKILL'); } catch { /* gone */ }
-  }
-});
-
-function pingRedis(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ port, host: HOST });
-    let buf = '';
-    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
-    sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\r\n')) {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(buf.startsWith('+PONG'));
-      }
-    });
-    sock.on('error', () => { clearTimeout(timer); resolve(false); });
-  });
-}
-
-async function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '',
-    '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  redisProcs.add(proc);
-  let log = '';
-  for (const s of [proc.stdout, proc.stderr]) s.on('data', (d) => { log += d; });
-  const exited = new Promise((resolve) => proc.on('exit', () => { redisProcs.delete(proc); resolve(); }));
-  const r = {
-    proc,
-    exited,
-    async kill() {
-      if (redisProcs.has(proc)) proc.kill('SIGKILL');
-      await exited;
-    },
-  };
-  const until = Date.now() + 10000;
-  while (!(await pingRedis(port))) {
-    if (!redisProcs.has(proc) || Date.now() > until) {
-      await r.kill();
-      throw new Error(`redis-server on ${port} did not start:\n${log}`);
-    }
-    await sleep(50);
-  }
-  return r;
-}
-
 test('--redis: /readyz is 503 while the link is down, 200 once it is up again', async () => {
   const tree = await makeTree({ 'index.html': INDEX_HTML });
   const rport = await freePort();
-  let redis = await startRedis(rport);
+  let redis = await Redis.start(rport);
   const srv = await startServer(tree.pub, ['--redis', `redis://${HOST}:${rport}`]);
   try {
     await statusUntil(srv.port, '/readyz', 200);
@@ -370,7 +307,7 @@ test('--redis: /readyz is 503 while the link is down, 200 once it is up again', 
     assert.equal(m.value('wshub_redis_up'), 0);
     assert.equal(m.value('wshub_ready'), 0);
 
-    redis = await startRedis(rport);
+    redis = await Redis.start(rport);
     await statusUntil(srv.port, '/readyz', 200);
     m = await scrape(srv.port);
     assert.equal(m.value('wshub_redis_up'), 1);
@@ -594,9 +531,11 @@ async function logTraffic(port) {
   }
 }
 
-test('--log-format json --access-log on: one JSON object per line; access lines; no chat text', async () => {
+// A server with args that serves logTraffic and stops cleanly; its stderr
+// is then complete.
+async function loggedRun(args) {
   const tree = await makeTree({ 'index.html': INDEX_HTML });
-  const srv = await startServer(tree.pub, ['--log-format', 'json', '--access-log', 'on']);
+  const srv = await startServer(tree.pub, args);
   try {
     await logTraffic(srv.port);
     await stopAndCheck(srv);
@@ -604,6 +543,11 @@ test('--log-format json --access-log on: one JSON object per line; access lines;
     if (!srv.exit) await srv.stop();
     await tree.cleanup();
   }
+  return srv;
+}
+
+test('--log-format json --access-log on: one JSON object per line; access lines; no chat text', async () => {
+  const srv = await loggedRun(['--log-format', 'json', '--access-log', 'on']);
   const lines = srv.stderr.split('\n').filter((l) => l !== '');
   const objs = lines.map((l) => {
     let o;
@@ -633,15 +577,7 @@ test('--log-format json --access-log on: one JSON object per line; access lines;
 });
 
 test('text logs at info with the access log: one line per response, no chat text', async () => {
-  const tree = await makeTree({ 'index.html': INDEX_HTML });
-  const srv = await startServer(tree.pub, ['--access-log', 'on', '--log-level', 'info']);
-  try {
-    await logTraffic(srv.port);
-    await stopAndCheck(srv);
-  } finally {
-    if (!srv.exit) await srv.stop();
-    await tree.cleanup();
-  }
+  const srv = await loggedRun(['--access-log', 'on', '--log-level', 'info']);
   assert.match(srv.stderr, /Z info access method=GET path=\/index\.html status=200 bytes=\d+ duration_ms=[\d.e-]+ remote=127\.0\.0\.1:\d+\n/);
   assert.match(srv.stderr, /access method=GET path=\/nope status=404 /);
   assert.ok(!srv.stderr.includes(SECRET), `no chat text in the log:\n${srv.stderr}`);
