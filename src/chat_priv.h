@@ -154,6 +154,12 @@ struct wshub_chat_s {
   uv_async_t cluster_wake;
   struct chat_cluster_op_s *ops; /* a FIFO list: head, tail */
   struct chat_cluster_op_s *ops_tail;
+  /* The liveness check of the nodes that remote members belong to, every
+   * CHAT_ALIVE_MS on thread 0; one at a time (alive_nodes in flight). */
+  uv_timer_t alive_timer;
+  uint64_t *alive_nodes;
+  size_t nalive, alive_cap;
+  int alive_busy;
 };
 
 /* What a POST /messages request learns of its message (chathttp.c): the

@@ -38,6 +38,10 @@
 #include "grow.h"
 #include "server.h"
 
+/* How often the nodes of remote members are checked (their keys expire
+ * 15 s after their last refresh: cluster.c). */
+#define CHAT_ALIVE_MS 5000
+
 enum { CC_UNSUBSCRIBE, CC_SUBSCRIBE, CC_PUBLISH, CC_SEND, CC_PRESENCE };
 
 typedef struct chat_cluster_op_s {
@@ -843,6 +847,94 @@ static void cc_on_log(void *user, int level, const char *msg) {
   wshub_log(chat->sweep_server, (wshub_log_level_t)level, "%s", msg);
 }
 
+/* Every remote member of r whose node is not in `live` leaves. */
+static void cc_drop_dead(const char *key, void *value, void *arg) {
+  (void)key;
+  chat_room_t *r = value;
+  wshub_chat_t *chat = arg;
+  for (size_t i = 0; i < r->nremote;) {
+    int live = 0;
+    for (size_t k = 0; k < chat->nalive && !live; k++)
+      live = chat->alive_nodes[k] == r->remote[i].node;
+    if (live) {
+      i++;
+      continue;
+    }
+    /* Out of the room's hash too, with the leave notice that node never
+     * sent (other nodes drop the member once, whoever says it first). */
+    char notice[64];
+    int nl = snprintf(notice, sizeof(notice), "L\n%llu\n%s",
+                      (unsigned long long)r->remote[i].node, r->remote[i].id);
+    wshub_cluster_presence(chat->cluster, r->name, r->remote[i].id,
+                           r->remote[i].node, NULL, 0, notice, (size_t)nl);
+    char *json = r->remote[i].json;
+    size_t jl = r->remote[i].len;
+    r->remote[i].json = NULL;
+    cc_remote_del(r, i);
+    cc_tell(chat, r, "leave", json, jl, NULL, 0);
+    free(json);
+  }
+}
+
+/* Redis answered which of alive_nodes still keep their key. */
+static void cc_on_alive(void *arg, int err, const int *alive, size_t n) {
+  wshub_chat_t *chat = arg;
+  uv_mutex_lock(&chat->lock);
+  chat->alive_busy = 0;
+  if (err == 0 && n == chat->nalive) {
+    size_t k = 0; /* alive_nodes becomes the live ones */
+    for (size_t i = 0; i < n; i++)
+      if (alive[i])
+        chat->alive_nodes[k++] = chat->alive_nodes[i];
+    if (k < n) {
+      wshub_log(chat->sweep_server, WSHUB_LOG_INFO,
+                "redis: %zu node(s) stopped: their members leave", n - k);
+      chat->nalive = k;
+      wshub_map_foreach(&chat->rooms, cc_drop_dead, chat);
+    }
+  }
+  uv_mutex_unlock(&chat->lock);
+}
+
+/* Adds the nodes of r's remote members to alive_nodes (once each). */
+static void cc_collect_nodes(const char *key, void *value, void *arg) {
+  (void)key;
+  chat_room_t *r = value;
+  wshub_chat_t *chat = arg;
+  for (size_t i = 0; i < r->nremote; i++) {
+    size_t k = 0;
+    while (k < chat->nalive && chat->alive_nodes[k] != r->remote[i].node)
+      k++;
+    if (k == chat->nalive &&
+        wshub_grow(&chat->alive_nodes, &chat->alive_cap, chat->nalive,
+                   sizeof(*chat->alive_nodes), 8) == 0)
+      chat->alive_nodes[chat->nalive++] = r->remote[i].node;
+  }
+}
+
+/* A node that stops without a word (crash, SIGKILL, cut off) lets its key
+ * expire (cluster.h): its members leave every room here. */
+static void cc_on_alive_timer(uv_timer_t *t) {
+  wshub_chat_t *chat = t->data;
+  uv_mutex_lock(&chat->lock);
+  int go = 0;
+  if (!chat->alive_busy && chat->cluster_up) {
+    chat->nalive = 0;
+    wshub_map_foreach(&chat->rooms, cc_collect_nodes, chat);
+    go = chat->nalive > 0;
+  }
+  if (go)
+    chat->alive_busy = 1;
+  uv_mutex_unlock(&chat->lock);
+  /* alive_nodes is left alone while a check is in flight. */
+  if (go && wshub_cluster_alive(chat->cluster, chat->alive_nodes, chat->nalive,
+                                cc_on_alive, chat) != 0) {
+    uv_mutex_lock(&chat->lock);
+    chat->alive_busy = 0;
+    uv_mutex_unlock(&chat->lock);
+  }
+}
+
 int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop) {
   if (chat->cfg.redis_url == NULL)
     return 0;
@@ -873,6 +965,11 @@ int chat_cluster_attach(wshub_chat_t *chat, uv_loop_t *loop) {
     uv_close((uv_handle_t *)&chat->cluster_wake, NULL);
     return r;
   }
+  uv_timer_init(loop, &chat->alive_timer);
+  chat->alive_timer.data = chat;
+  uv_timer_start(&chat->alive_timer, cc_on_alive_timer, CHAT_ALIVE_MS,
+                 CHAT_ALIVE_MS);
+  uv_unref((uv_handle_t *)&chat->alive_timer);
   uv_mutex_lock(&chat->lock);
   chat->cluster = c;
   uv_mutex_unlock(&chat->lock);
@@ -894,6 +991,11 @@ void chat_cluster_detach(wshub_chat_t *chat) {
     free(op);
     op = next;
   }
-  wshub_cluster_close(c);
+  wshub_cluster_close(c); /* a liveness check in flight is not answered */
   uv_close((uv_handle_t *)&chat->cluster_wake, NULL);
+  uv_close((uv_handle_t *)&chat->alive_timer, NULL);
+  free(chat->alive_nodes);
+  chat->alive_nodes = NULL;
+  chat->nalive = chat->alive_cap = 0;
+  chat->alive_busy = 0;
 }

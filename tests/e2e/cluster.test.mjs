@@ -58,6 +58,12 @@ async function withCluster(fn) {
       nodes.push(srv);
       return srv;
     },
+    // SIGKILL: a node that stops without a word (not checked at the end).
+    async crash(srv) {
+      srv.signal('SIGKILL');
+      await srv.waitExit(WAIT_MS);
+      nodes.splice(nodes.indexOf(srv), 1);
+    },
   };
   let ok = false;
   try {
@@ -632,5 +638,33 @@ test('a node cut off for longer than the Stream keeps: its clients get a gap, th
     } finally {
       await relay.stop();
     }
+  });
+});
+
+test('a node killed without a word: its members leave the other nodes\' rooms once its key expires', async () => {
+  await withCluster(async ({ tr, redis, node, crash }) => {
+    const r = await redis();
+    const A = await node(r.port, ['--threads', '1']);
+    const B = await node(r.port, ['--threads', '1']);
+    const room = uniqueRoom('crash');
+    const a1 = await tr.join(A.port, { room });
+    await probeUntil(a1, [a1], 'crash', RECOVER_MS);
+    const b1 = await tr.join(B.port, { room });
+    const b2 = await tr.join(B.port, { room });
+    for (const b of [b1, b2]) {
+      assert.deepEqual((await a1.next({ type: 'join', room }, DELIVERY_MS)).member, b.member);
+    }
+    await crash(B);
+    // The key lives 15 s after its last refresh; checks run every 5 s.
+    const gone = [];
+    for (let i = 0; i < 2; i++) gone.push((await a1.next({ type: 'leave', room }, 30000)).member.id);
+    assert.deepEqual(gone.sort(), [b1.id, b2.id].sort(), 'both members of the killed node leave');
+    const c = await tr.join(A.port, { room });
+    assert.deepEqual(c.welcomeMsg.members.map((m) => m.id).sort(), [a1.id, c.id].sort(),
+      'a later welcome lists only live members');
+    assert.equal(c.welcomeMsg.member_count, 2);
+    const hash = await redisCmd(r.port, 'HKEYS', `wshub:room:${room}:members`);
+    assert.deepEqual(hash.sort(), [a1.id, c.id].sort(), 'and the hash no longer holds them');
+    await a1.expectNothing({ type: 'leave' });
   });
 });
