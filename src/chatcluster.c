@@ -173,19 +173,18 @@ static uint64_t cc_node_of(const char *id) {
   return *end == '\0' && n > 0 ? (n - 1) >> WSHUB_CHAT_NODE_SHIFT : 0;
 }
 
-/* Queues a message for node `node`'s channel: the parts joined by line
- * breaks, the last one `last_len` bytes long (a text may hold NULs), the
- * others C strings. 0, or -1 if out of memory. */
-static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
-                   size_t n, size_t last_len) {
+/* An operation whose payload is the parts joined by line breaks, the last
+ * one `last_len` bytes long (a text may hold NULs), the others C strings;
+ * NULL if out of memory. */
+static chat_cluster_op_t *cc_joined(int kind, const char *room,
+                                    const char *const *parts, size_t n,
+                                    size_t last_len) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++)
     total += (i + 1 < n ? strlen(parts[i]) + 1 : last_len);
-  char room[CHAT_ROOM_BYTES];
-  cc_node_room(room, node);
-  chat_cluster_op_t *op = cc_op(CC_SEND, room, total);
+  chat_cluster_op_t *op = cc_op(kind, room, total);
   if (op == NULL)
-    return -1;
+    return NULL;
   char *p = op->payload;
   for (size_t i = 0; i < n; i++) {
     size_t l = i + 1 < n ? strlen(parts[i]) : last_len;
@@ -195,6 +194,18 @@ static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
       *p++ = '\n';
   }
   *p = '\0';
+  return op;
+}
+
+/* Queues a message for node `node`'s channel (parts as cc_joined). 0, or
+ * -1 if out of memory. */
+static int cc_send(wshub_chat_t *chat, uint64_t node, const char *const *parts,
+                   size_t n, size_t last_len) {
+  char room[CHAT_ROOM_BYTES];
+  cc_node_room(room, node);
+  chat_cluster_op_t *op = cc_joined(CC_SEND, room, parts, n, last_len);
+  if (op == NULL)
+    return -1;
   cc_push(chat, op);
   return 0;
 }
@@ -228,26 +239,16 @@ void chat_cluster_presence(wshub_chat_t *chat, chat_room_t *r, chat_user_t *u,
                                    : "L",
                           node, u->id, json, old};
   size_t n = old ? 5 : joined ? 4 : 3;
-  size_t total = 0;
-  for (size_t i = 0; i < n; i++)
-    total += (parts[i] ? strlen(parts[i]) : 0) + (i + 1 < n);
   chat_cluster_op_t *op =
-      joined && json == NULL ? NULL : cc_op(CC_PRESENCE, r->name, total);
+      joined && json == NULL
+          ? NULL
+          : cc_joined(CC_PRESENCE, r->name, parts, n, strlen(parts[n - 1]));
   if (op == NULL) {
     wshub_log(chat->sweep_server, WSHUB_LOG_ERROR,
               "redis: out of memory: presence of %s in %s not shared", u->id,
               r->name);
     return;
   }
-  char *p = op->payload;
-  for (size_t i = 0; i < n; i++) {
-    size_t l = strlen(parts[i]);
-    memcpy(p, parts[i], l);
-    p += l;
-    if (i + 1 < n)
-      *p++ = '\n';
-  }
-  *p = '\0';
   snprintf(op->member, sizeof(op->member), "%s", u->id);
   cc_push(chat, op);
 }

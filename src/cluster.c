@@ -52,6 +52,12 @@ static const char cluster_script[] =
     "redis.call('PUBLISH', KEYS[3], id .. ' ' .. ARGV[1])\n"
     "return id\n";
 
+/* The room's key or channel name: "wshub:room:R" + suffix. */
+static int cluster_key(char out[320], const char *room, const char *suffix) {
+  int n = snprintf(out, 320, CLUSTER_PREFIX "%s%s", room, suffix);
+  return n > 0 && n < 320 ? 0 : UV_EINVAL;
+}
+
 /* The glue between one hiredis context and the loop. */
 typedef struct {
   redisAsyncContext *ac; /* NULL once hiredis let go of it */
@@ -354,7 +360,7 @@ static void cluster_floor_room(const char *key, void *value, void *arg) {
   if (floor == 0 || c->cmd == NULL)
     return;
   char seq[320], f[24];
-  snprintf(seq, sizeof(seq), CLUSTER_PREFIX "%s:seq", key);
+  cluster_key(seq, key, ":seq");
   snprintf(f, sizeof(f), "%llu", (unsigned long long)floor);
   if (redisAsyncCommand(c->cmd, cluster_on_floor, c, "EVAL %s 1 %s %s",
                         cluster_floor_script, seq, f) == REDIS_OK)
@@ -623,9 +629,9 @@ static int cluster_send_publish(wshub_cluster_t *c, cluster_pub_t *p) {
   if (c->cmd == NULL || !c->up)
     return UV_ENOTCONN;
   char keys[3][320], floor[24], hist[24];
-  snprintf(keys[0], sizeof(keys[0]), CLUSTER_PREFIX "%s:seq", p->room);
-  snprintf(keys[1], sizeof(keys[1]), CLUSTER_PREFIX "%s:log", p->room);
-  snprintf(keys[2], sizeof(keys[2]), CLUSTER_PREFIX "%s", p->room);
+  cluster_key(keys[0], p->room, ":seq"); /* rooms are at most 256 bytes */
+  cluster_key(keys[1], p->room, ":log");
+  cluster_key(keys[2], p->room, "");
   snprintf(floor, sizeof(floor), "%llu", (unsigned long long)p->floor);
   snprintf(hist, sizeof(hist), "%zu", p->history);
   const char *argv[9] = {p->retried ? "EVAL" : "EVALSHA",
@@ -683,7 +689,7 @@ int wshub_cluster_send(wshub_cluster_t *c, const char *room,
   if (!c->up || c->closing || c->cmd == NULL)
     return UV_ENOTCONN;
   char ch[320];
-  if (snprintf(ch, sizeof(ch), CLUSTER_PREFIX "%s", room) >= (int)sizeof(ch))
+  if (cluster_key(ch, room, "") != 0)
     return UV_EINVAL;
   char *msg = malloc(len + 2);
   if (msg == NULL)
@@ -826,12 +832,6 @@ static void cluster_on_loaded(redisAsyncContext *ac, void *reply, void *priv) {
   free(log);
   free(mem);
   free(l);
-}
-
-/* The room's key or channel name: "wshub:room:R" + suffix. */
-static int cluster_key(char out[320], const char *room, const char *suffix) {
-  int n = snprintf(out, 320, CLUSTER_PREFIX "%s%s", room, suffix);
-  return n > 0 && n < 320 ? 0 : UV_EINVAL;
 }
 
 int wshub_cluster_load(wshub_cluster_t *c, const char *room, uint64_t after,
